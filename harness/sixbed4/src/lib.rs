@@ -14,6 +14,7 @@
 //!   that joins them.
 
 pub mod addr;
+pub mod cli;
 pub mod counters;
 pub mod events;
 pub mod io;
