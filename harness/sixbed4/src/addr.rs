@@ -189,29 +189,82 @@ mod tests {
     /// Spec §2.4, every row.
     #[test]
     fn test_vectors() {
-        let rows: &[(Profile, &str, &str, u16, &str, [u8; 6])] = &[
-            (Profile::Current, "fc64:bed:9188:1::/64", "145.136.0.2:55796", 1,
-             "fc64:bed:9188:1:9088:2:d9f4:4001", [0xf4, 0xd9, 0x91, 0x88, 0x00, 0x02]),
-            (Profile::Current, "fc64:bed:9188:1::/64", "145.136.0.1:25790", 0,
-             "fc64:bed:9188:1:9088:1:64be:4000", [0xbe, 0x64, 0x91, 0x88, 0x00, 0x01]),
-            (Profile::Current, "2001:db8:6bed:4::/64", "203.0.113.7:40000", 1,
-             "2001:db8:6bed:4:c800:7107:9c40:c001", [0x40, 0x9c, 0xcb, 0x00, 0x71, 0x07]),
-            (Profile::Current, "2001:db8:6bed:4::/64", "198.51.100.254:65535", 16383,
-             "2001:db8:6bed:4:c433:64fe:ffff:bfff", [0xff, 0xff, 0xc6, 0x33, 0x64, 0xfe]),
-            (Profile::Current, "2001:db8:6bed:4::/64", "192.0.2.1:1", 2,
-             "2001:db8:6bed:4:c000:201:1:2", [0x01, 0x00, 0xc0, 0x00, 0x02, 0x01]),
-            (Profile::V01, "2001:67c:127c::/64", "145.136.0.1:25788", 0,
-             "2001:67c:127c:0:be64:91ff:fe88:1", [0xbc, 0x64, 0x91, 0x88, 0x00, 0x01]),
-            (Profile::V01, "2001:67c:127c::/64", "203.0.113.7:40000", 0,
-             "2001:67c:127c:0:429c:cbff:fe00:7107", [0x40, 0x9c, 0xcb, 0x00, 0x71, 0x07]),
-            (Profile::V01, "fe80::/64", "198.51.100.10:50000", 0,
-             "fe80::52c3:c6ff:fe33:640a", [0x50, 0xc3, 0xc6, 0x33, 0x64, 0x0a]),
+        type Row = (Profile, &'static str, &'static str, u16, &'static str, [u8; 6]);
+        let rows: &[Row] = &[
+            (
+                Profile::Current,
+                "fc64:bed:9188:1::/64",
+                "145.136.0.2:55796",
+                1,
+                "fc64:bed:9188:1:9088:2:d9f4:4001",
+                [0xf4, 0xd9, 0x91, 0x88, 0x00, 0x02],
+            ),
+            (
+                Profile::Current,
+                "fc64:bed:9188:1::/64",
+                "145.136.0.1:25790",
+                0,
+                "fc64:bed:9188:1:9088:1:64be:4000",
+                [0xbe, 0x64, 0x91, 0x88, 0x00, 0x01],
+            ),
+            (
+                Profile::Current,
+                "2001:db8:6bed:4::/64",
+                "203.0.113.7:40000",
+                1,
+                "2001:db8:6bed:4:c800:7107:9c40:c001",
+                [0x40, 0x9c, 0xcb, 0x00, 0x71, 0x07],
+            ),
+            (
+                Profile::Current,
+                "2001:db8:6bed:4::/64",
+                "198.51.100.254:65535",
+                16383,
+                "2001:db8:6bed:4:c433:64fe:ffff:bfff",
+                [0xff, 0xff, 0xc6, 0x33, 0x64, 0xfe],
+            ),
+            (
+                Profile::Current,
+                "2001:db8:6bed:4::/64",
+                "192.0.2.1:1",
+                2,
+                "2001:db8:6bed:4:c000:201:1:2",
+                [0x01, 0x00, 0xc0, 0x00, 0x02, 0x01],
+            ),
+            (
+                Profile::V01,
+                "2001:67c:127c::/64",
+                "145.136.0.1:25788",
+                0,
+                "2001:67c:127c:0:be64:91ff:fe88:1",
+                [0xbc, 0x64, 0x91, 0x88, 0x00, 0x01],
+            ),
+            (
+                Profile::V01,
+                "2001:67c:127c::/64",
+                "203.0.113.7:40000",
+                0,
+                "2001:67c:127c:0:429c:cbff:fe00:7107",
+                [0x40, 0x9c, 0xcb, 0x00, 0x71, 0x07],
+            ),
+            (
+                Profile::V01,
+                "fe80::/64",
+                "198.51.100.10:50000",
+                0,
+                "fe80::52c3:c6ff:fe33:640a",
+                [0x50, 0xc3, 0xc6, 0x33, 0x64, 0x0a],
+            ),
         ];
         for &(profile, prefix, endpoint, lanip, address, lla) in rows {
             let prefix = parse_prefix64(prefix).unwrap();
             let endpoint = ep(endpoint);
             let address: Ipv6Addr = address.parse().unwrap();
-            assert_eq!(encode(profile, prefix, endpoint, lanip).unwrap(), address, "{endpoint}");
+            assert_eq!(
+                encode(profile, prefix, endpoint, lanip).unwrap(),
+                address,
+                "{endpoint}"
+            );
             let d = decode(profile, &address).unwrap();
             assert_eq!((d.prefix, d.endpoint, d.lanip), (prefix, endpoint, lanip));
             assert_eq!(link_layer(endpoint), lla);
@@ -222,10 +275,16 @@ mod tests {
     #[test]
     fn invalid_inputs_are_errors() {
         assert_eq!(layout_c_iid(ep("1.2.3.4:0"), 1), Err(AddrError::PortZero));
-        assert_eq!(layout_c_iid(ep("1.2.3.4:1"), 16384), Err(AddrError::LanipTooLarge(16384)));
+        assert_eq!(
+            layout_c_iid(ep("1.2.3.4:1"), 16384),
+            Err(AddrError::LanipTooLarge(16384))
+        );
         assert_eq!(layout_v_iid(ep("1.2.3.4:3")), Err(AddrError::OddPort(3)));
         assert_eq!(layout_v_iid(ep("1.2.3.4:0")), Err(AddrError::PortZero));
-        assert_eq!(layout_v_decode([0, 0, 1, 0, 0, 1, 2, 3]), Err(AddrError::NotEui64));
+        assert_eq!(
+            layout_v_decode([0, 0, 1, 0, 0, 1, 2, 3]),
+            Err(AddrError::NotEui64)
+        );
         // A layout C identifier with a zero port field.
         assert_eq!(layout_c_decode([0; 8]), Err(AddrError::PortZero));
     }

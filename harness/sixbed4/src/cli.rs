@@ -59,7 +59,10 @@ pub fn parse_keepalive(s: &str) -> Result<KeepaliveArg, String> {
         }
         None => (s, 3),
     };
-    Ok(KeepaliveArg(Some(Keepalive { period: parse_positive_duration(period)?, ttl })))
+    Ok(KeepaliveArg(Some(Keepalive {
+        period: parse_positive_duration(period)?,
+        ttl,
+    })))
 }
 
 #[cfg(test)]
@@ -81,7 +84,12 @@ mod tests {
 
     #[test]
     fn keepalives() {
-        let ka = |p: u64, ttl| KeepaliveArg(Some(Keepalive { period: Duration::from_millis(p), ttl }));
+        let ka = |p: u64, ttl| {
+            KeepaliveArg(Some(Keepalive {
+                period: Duration::from_millis(p),
+                ttl,
+            }))
+        };
         assert_eq!(parse_keepalive("30"), Ok(ka(30_000, 3)));
         assert_eq!(parse_keepalive("1s,2"), Ok(ka(1000, 2)));
         assert_eq!(parse_keepalive("500ms"), Ok(ka(500, 3)));

@@ -80,17 +80,29 @@ struct Shell {
 
 impl Shell {
     fn open(ifname: &str, sock: TunnelSocket, events_json: bool) -> Result<Shell> {
-        let tun = Tun::create(ifname).with_context(|| format!("creating TUN device {ifname:?} (needs CAP_NET_ADMIN and /dev/net/tun)"))?;
+        let tun = Tun::create(ifname).with_context(|| {
+            format!("creating TUN device {ifname:?} (needs CAP_NET_ADMIN and /dev/net/tun)")
+        })?;
         // The tunnel has no multicast and no router of its own: keep the kernel from
         // soliciting or autoconfiguring on it.
         if let Err(e) = sysctl::quiet_autoconf(tun.name()) {
             tracing::warn!("could not quiet IPv6 autoconf on {}: {e}", tun.name());
         }
         let mut netlink = Netlink::open().context("opening rtnetlink")?;
-        netlink.set_link_up(tun.ifindex(), Some(1280)).context("bringing the TUN up")?;
+        netlink
+            .set_link_up(tun.ifindex(), Some(1280))
+            .context("bringing the TUN up")?;
         tun.set_nonblocking(true).context("TUN non-blocking")?;
         sock.set_nonblocking(true).context("socket non-blocking")?;
-        Ok(Shell { tun, sock, netlink, sink: EventSink { json: events_json, start: Instant::now() } })
+        Ok(Shell {
+            tun,
+            sock,
+            netlink,
+            sink: EventSink {
+                json: events_json,
+                start: Instant::now(),
+            },
+        })
     }
 
     fn apply(&mut self, outputs: &mut Vec<Output>, counters: &mut crate::counters::Counters) {
@@ -132,7 +144,11 @@ impl Shell {
             ConfigChange::RemoveAddress { address, prefix_len } => {
                 self.netlink.remove_address_v6(ifindex, address, prefix_len)?;
             }
-            ConfigChange::AddRoute { prefix, prefix_len, via } => {
+            ConfigChange::AddRoute {
+                prefix,
+                prefix_len,
+                via,
+            } => {
                 if let Err(e) = self.netlink.add_route_v6(ifindex, prefix, prefix_len, via) {
                     // A point-to-point TUN needs no next hop; a device route does the same.
                     tracing::warn!("{e}; installing a device route instead");
@@ -145,7 +161,9 @@ impl Shell {
 
     fn report_counters(&self, counters: &mut crate::counters::Counters) {
         if counters.take_changed() {
-            self.sink.emit(&Event::Counters { counters: counters.snapshot() });
+            self.sink.emit(&Event::Counters {
+                counters: counters.snapshot(),
+            });
         }
     }
 }
@@ -154,24 +172,39 @@ impl Shell {
 fn wait(shell: &Shell, deadline: Option<Instant>) -> Result<(bool, bool)> {
     use std::os::fd::AsRawFd;
     let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-    let ready = poll::wait_readable(&[shell.sock.as_raw_fd(), shell.tun.as_raw_fd()], timeout).context("poll")?;
-    Ok((ready.first().copied().unwrap_or(false), ready.get(1).copied().unwrap_or(false)))
+    let ready =
+        poll::wait_readable(&[shell.sock.as_raw_fd(), shell.tun.as_raw_fd()], timeout).context("poll")?;
+    Ok((
+        ready.first().copied().unwrap_or(false),
+        ready.get(1).copied().unwrap_or(false),
+    ))
 }
 
 /// Runs a router until SIGINT or SIGTERM.
 pub fn run_router(cfg: RouterConfig, opts: &DaemonOptions) -> Result<()> {
     install_signal_handlers();
-    let mut router = Router::new(cfg.clone()).context("the listen address cannot appear in a 6bed4 address of this profile")?;
+    let mut router = Router::new(cfg.clone())
+        .context("the listen address cannot appear in a 6bed4 address of this profile")?;
     let sock = TunnelSocket::bind(cfg.listen).with_context(|| format!("binding UDP {}", cfg.listen))?;
     let mut shell = Shell::open(&opts.ifname, sock, opts.events_json)?;
     let ifindex = shell.tun.ifindex();
-    shell.netlink.add_address_v6(ifindex, router.address(), 64).context("adding the router's address")?;
-    shell.netlink.add_route_v6(ifindex, prefix_addr(cfg.prefix), 64, None).context("adding the route for the router /64")?;
+    shell
+        .netlink
+        .add_address_v6(ifindex, router.address(), 64)
+        .context("adding the router's address")?;
+    shell
+        .netlink
+        .add_route_v6(ifindex, prefix_addr(cfg.prefix), 64, None)
+        .context("adding the route for the router /64")?;
     if let Err(e) = sysctl::set_ipv6_forwarding(true) {
         tracing::warn!("IPv6 forwarding could not be enabled ({e}): native hosts will not be reachable");
     }
     shell.sink.emit(&router.ready_event());
-    tracing::info!("router on {} for {}", cfg.listen, crate::profile::prefix_to_string(cfg.prefix));
+    tracing::info!(
+        "router on {} for {}",
+        cfg.listen,
+        crate::profile::prefix_to_string(cfg.prefix)
+    );
 
     let mut buf = vec![0u8; BUF_LEN];
     let mut out = Vec::new();

@@ -13,7 +13,11 @@ use std::net::{Ipv6Addr, SocketAddrV4};
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// The router is listening and its native side is configured.
-    RouterReady { listen: SocketAddrV4, prefix: String, address: Ipv6Addr },
+    RouterReady {
+        listen: SocketAddrV4,
+        prefix: String,
+        address: Ipv6Addr,
+    },
     /// The router answered a Router Solicitation.
     RsAnswered { peer: SocketAddrV4 },
     /// The router told a peer its mapping changed (unsolicited RA).
@@ -23,21 +27,42 @@ pub enum Event {
     /// The peer rejected a Router Advertisement, with the reason.
     RaRejected { reason: String, from: SocketAddrV4 },
     /// The peer configured its first address.
-    AddressConfigured { address: Ipv6Addr, external: SocketAddrV4 },
+    AddressConfigured {
+        address: Ipv6Addr,
+        external: SocketAddrV4,
+    },
     /// The peer moved to a new address (its NAT mapping changed).
-    AddressChanged { old: Ipv6Addr, address: Ipv6Addr, external: SocketAddrV4 },
+    AddressChanged {
+        old: Ipv6Addr,
+        address: Ipv6Addr,
+        external: SocketAddrV4,
+    },
     /// The peer sent a Router Solicitation (attempt counts from 1).
     RsSent { attempt: u32 },
     /// The peer sent a keepalive.
     KeepaliveSent { ttl: u8 },
     /// The peer sent a bypass probe (Neighbor Solicitation) directly to a neighbour.
-    ProbeSent { neighbour: Ipv6Addr, endpoint: SocketAddrV4, attempt: u32 },
+    ProbeSent {
+        neighbour: Ipv6Addr,
+        endpoint: SocketAddrV4,
+        attempt: u32,
+    },
     /// A direct path to a neighbour was confirmed.
-    DirectUp { neighbour: Ipv6Addr, endpoint: SocketAddrV4 },
+    DirectUp {
+        neighbour: Ipv6Addr,
+        endpoint: SocketAddrV4,
+    },
     /// A direct path was given up; traffic goes via the router again.
-    DirectDown { neighbour: Ipv6Addr, endpoint: SocketAddrV4, reason: String },
+    DirectDown {
+        neighbour: Ipv6Addr,
+        endpoint: SocketAddrV4,
+        reason: String,
+    },
     /// A datagram or packet was dropped (see counters for totals).
-    Dropped { reason: String, from: Option<SocketAddrV4> },
+    Dropped {
+        reason: String,
+        from: Option<SocketAddrV4>,
+    },
     /// A snapshot of the drop and traffic counters.
     Counters { counters: BTreeMap<String, u64> },
 }

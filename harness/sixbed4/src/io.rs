@@ -12,7 +12,11 @@ use std::net::{Ipv6Addr, SocketAddrV4};
 pub enum Output {
     /// Send `payload` over the tunnel's UDP socket. `ttl` overrides the IPv4 TTL for this
     /// datagram only (keepalives use a small TTL).
-    Udp { to: SocketAddrV4, payload: Vec<u8>, ttl: Option<u8> },
+    Udp {
+        to: SocketAddrV4,
+        payload: Vec<u8>,
+        ttl: Option<u8>,
+    },
     /// Hand an IPv6 packet to the kernel through the TUN device.
     Tun(Vec<u8>),
     /// Change the TUN interface's configuration.
@@ -24,8 +28,18 @@ pub enum Output {
 /// An interface change the shell performs over rtnetlink.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigChange {
-    AddAddress { address: Ipv6Addr, prefix_len: u8 },
-    RemoveAddress { address: Ipv6Addr, prefix_len: u8 },
+    AddAddress {
+        address: Ipv6Addr,
+        prefix_len: u8,
+    },
+    RemoveAddress {
+        address: Ipv6Addr,
+        prefix_len: u8,
+    },
     /// A route through the TUN device; `via` is the next hop (for example `fe80::`).
-    AddRoute { prefix: Ipv6Addr, prefix_len: u8, via: Option<Ipv6Addr> },
+    AddRoute {
+        prefix: Ipv6Addr,
+        prefix_len: u8,
+        via: Option<Ipv6Addr>,
+    },
 }

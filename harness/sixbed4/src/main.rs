@@ -138,9 +138,17 @@ struct PeerArgs {
 }
 
 fn parse_route(s: &str) -> Result<(Ipv6Addr, u8), String> {
-    let (a, l) = s.split_once('/').ok_or_else(|| format!("expected <ipv6-prefix>/<length>, found {s:?}"))?;
-    let addr: Ipv6Addr = a.parse().map_err(|_| format!("expected an IPv6 prefix, found {a:?}"))?;
-    let len: u8 = l.parse().ok().filter(|&l| l <= 128).ok_or_else(|| format!("expected a prefix length 0..=128, found {l:?}"))?;
+    let (a, l) = s
+        .split_once('/')
+        .ok_or_else(|| format!("expected <ipv6-prefix>/<length>, found {s:?}"))?;
+    let addr: Ipv6Addr = a
+        .parse()
+        .map_err(|_| format!("expected an IPv6 prefix, found {a:?}"))?;
+    let len: u8 = l
+        .parse()
+        .ok()
+        .filter(|&l| l <= 128)
+        .ok_or_else(|| format!("expected a prefix length 0..=128, found {l:?}"))?;
     Ok((addr, len))
 }
 
@@ -151,7 +159,11 @@ fn parse_bind(s: &str) -> Result<SocketAddrV4, String> {
 }
 
 fn options(c: &Common) -> DaemonOptions {
-    DaemonOptions { ifname: c.ifname.clone(), events_json: c.events == EventsFormat::Json, counters_interval: c.counters_interval }
+    DaemonOptions {
+        ifname: c.ifname.clone(),
+        events_json: c.events == EventsFormat::Json,
+        counters_interval: c.counters_interval,
+    }
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -187,8 +199,14 @@ fn run(cli: Cli) -> Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).with_target(false).init();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -72,7 +72,10 @@ impl PeerConfig {
             lanip: 1,
             rs_initial: Duration::from_secs(1),
             rs_max: Duration::from_secs(30),
-            keepalive: Some(Keepalive { period: Duration::from_secs(30), ttl: 3 }),
+            keepalive: Some(Keepalive {
+                period: Duration::from_secs(30),
+                ttl: 3,
+            }),
             refresh: Duration::from_secs(900),
             bypass: true,
             probes: 3,
@@ -118,7 +121,11 @@ pub struct Peer {
 impl Peer {
     pub fn new(cfg: PeerConfig, now: Instant) -> Peer {
         Peer {
-            solicit: Some(Solicit { attempt: 0, next_at: now, gap: cfg.rs_initial }),
+            solicit: Some(Solicit {
+                attempt: 0,
+                next_at: now,
+                gap: cfg.rs_initial,
+            }),
             neighbours: Neighbours::new(),
             cfg,
             lease: None,
@@ -169,7 +176,11 @@ impl Peer {
         if let (Some(at), Some(ka)) = (self.next_keepalive, self.cfg.keepalive) {
             if now >= at && self.lease.is_some() {
                 self.counters.bump("keepalives_sent");
-                out.push(Output::Udp { to: self.cfg.router, payload: Vec::new(), ttl: Some(ka.ttl) });
+                out.push(Output::Udp {
+                    to: self.cfg.router,
+                    payload: Vec::new(),
+                    ttl: Some(ka.ttl),
+                });
                 out.push(Output::Event(Event::KeepaliveSent { ttl: ka.ttl }));
                 self.next_keepalive = Some(now + ka.period);
             }
@@ -184,24 +195,39 @@ impl Peer {
             }
         }
         if let Some(lease) = self.lease {
-            self.neighbours.handle_timeout(now, &self.cfg, &lease, &mut self.counters, out);
+            self.neighbours
+                .handle_timeout(now, &self.cfg, &lease, &mut self.counters, out);
         }
     }
 
     fn start_soliciting(&mut self, now: Instant) {
         if self.solicit.is_none() {
-            self.solicit = Some(Solicit { attempt: 0, next_at: now, gap: self.cfg.rs_initial });
+            self.solicit = Some(Solicit {
+                attempt: 0,
+                next_at: now,
+                gap: self.cfg.rs_initial,
+            });
         }
     }
 
     fn send_rs(&mut self, now: Instant, s: Solicit, out: &mut Vec<Output>) {
         let rs = NdRepr::RouterSolicit { source_lla: None }.emit(Ipv6Addr::UNSPECIFIED, ALL_ROUTERS);
         self.counters.bump("rs_sent");
-        out.push(Output::Udp { to: self.cfg.router, payload: rs, ttl: None });
-        out.push(Output::Event(Event::RsSent { attempt: s.attempt + 1 }));
+        out.push(Output::Udp {
+            to: self.cfg.router,
+            payload: rs,
+            ttl: None,
+        });
+        out.push(Output::Event(Event::RsSent {
+            attempt: s.attempt + 1,
+        }));
         // The first gap is rs_initial; each next one doubles and adds it: 1, 3, 7, 15, 30 s.
         let next_gap = (s.gap * 2 + self.cfg.rs_initial).min(self.cfg.rs_max);
-        self.solicit = Some(Solicit { attempt: s.attempt + 1, next_at: now + s.gap, gap: next_gap });
+        self.solicit = Some(Solicit {
+            attempt: s.attempt + 1,
+            next_at: now + s.gap,
+            gap: next_gap,
+        });
     }
 
     fn drop_with(&mut self, reason: &'static str) {
@@ -227,15 +253,26 @@ impl Peer {
         }
         if self.cfg.bypass {
             if let Some(endpoint) = self.neighbour_endpoint(&lease, &dst) {
-                if let Some(direct) = self.neighbours.on_send(now, dst, endpoint, &self.cfg, &lease, &mut self.counters, out) {
+                if let Some(direct) =
+                    self.neighbours
+                        .on_send(now, dst, endpoint, &self.cfg, &lease, &mut self.counters, out)
+                {
                     self.counters.bump("tx_direct");
-                    out.push(Output::Udp { to: direct, payload: packet.as_bytes().to_vec(), ttl: None });
+                    out.push(Output::Udp {
+                        to: direct,
+                        payload: packet.as_bytes().to_vec(),
+                        ttl: None,
+                    });
                     return;
                 }
             }
         }
         self.counters.bump("tx_via_router");
-        out.push(Output::Udp { to: self.cfg.router, payload: packet.as_bytes().to_vec(), ttl: None });
+        out.push(Output::Udp {
+            to: self.cfg.router,
+            payload: packet.as_bytes().to_vec(),
+            ttl: None,
+        });
     }
 
     /// The endpoint of `dst` if it is another peer under the same router prefix.
@@ -270,11 +307,20 @@ impl Peer {
         }
     }
 
-    fn handle_nd_from_router(&mut self, now: Instant, from: SocketAddrV4, packet: &Ipv6Packet<&[u8]>, out: &mut Vec<Output>) {
+    fn handle_nd_from_router(
+        &mut self,
+        now: Instant,
+        from: SocketAddrV4,
+        packet: &Ipv6Packet<&[u8]>,
+        out: &mut Vec<Output>,
+    ) {
         let reject = |peer: &mut Peer, reason: &'static str, out: &mut Vec<Output>| {
             peer.counters.bump("ra_rejected");
             peer.counters.bump(reason);
-            out.push(Output::Event(Event::RaRejected { reason: reason.to_string(), from }));
+            out.push(Output::Event(Event::RaRejected {
+                reason: reason.to_string(),
+                from,
+            }));
         };
         let nd = match NdRepr::parse(packet) {
             Ok(nd) => nd,
@@ -320,7 +366,11 @@ impl Peer {
                 let Ok(address) = addr::encode(Profile::Current, prefix, external, self.cfg.lanip) else {
                     return reject(self, "ra_unaddressable", out);
                 };
-                Lease { address, external, prefix }
+                Lease {
+                    address,
+                    external,
+                    prefix,
+                }
             }
             Profile::V01 => {
                 if pio_iid != [0; 8] {
@@ -337,19 +387,34 @@ impl Peer {
                 let Ok(external) = addr::layout_v_decode(iid) else {
                     return reject(self, "ra_destination_not_eui64", out);
                 };
-                Lease { address: addr::join(prefix, iid), external, prefix }
+                Lease {
+                    address: addr::join(prefix, iid),
+                    external,
+                    prefix,
+                }
             }
         };
         self.counters.bump("ra_accepted");
-        out.push(Output::Event(Event::RaAccepted { prefix: prefix_to_string(prefix), external: lease.external }));
+        out.push(Output::Event(Event::RaAccepted {
+            prefix: prefix_to_string(prefix),
+            external: lease.external,
+        }));
         self.solicit = None;
         self.next_refresh = Some(now + self.cfg.refresh);
-        let routes: Vec<_> = prefixes.iter().filter(|p| !p.on_link() && !p.autonomous()).map(|p| (p.prefix, p.prefix_len)).collect();
+        let routes: Vec<_> = prefixes
+            .iter()
+            .filter(|p| !p.on_link() && !p.autonomous())
+            .map(|p| (p.prefix, p.prefix_len))
+            .collect();
         self.apply_lease(now, lease, out);
         for route in routes {
             if !self.routes_installed.contains(&route) {
                 self.routes_installed.push(route);
-                out.push(Output::Config(ConfigChange::AddRoute { prefix: route.0, prefix_len: route.1, via: Some(ROUTER_LINK_LOCAL) }));
+                out.push(Output::Config(ConfigChange::AddRoute {
+                    prefix: route.0,
+                    prefix_len: route.1,
+                    via: Some(ROUTER_LINK_LOCAL),
+                }));
             }
         }
     }
@@ -359,19 +424,39 @@ impl Peer {
             Some(old) if old == lease => {}
             Some(old) => {
                 self.counters.bump("address_changes");
-                out.push(Output::Config(ConfigChange::AddAddress { address: lease.address, prefix_len: 64 }));
-                out.push(Output::Config(ConfigChange::RemoveAddress { address: old.address, prefix_len: 64 }));
-                out.push(Output::Event(Event::AddressChanged { old: old.address, address: lease.address, external: lease.external }));
+                out.push(Output::Config(ConfigChange::AddAddress {
+                    address: lease.address,
+                    prefix_len: 64,
+                }));
+                out.push(Output::Config(ConfigChange::RemoveAddress {
+                    address: old.address,
+                    prefix_len: 64,
+                }));
+                out.push(Output::Event(Event::AddressChanged {
+                    old: old.address,
+                    address: lease.address,
+                    external: lease.external,
+                }));
                 // Our endpoint changed, so every direct path was built on a dead mapping.
                 self.neighbours.clear("address changed", out);
                 self.lease = Some(lease);
             }
             None => {
-                out.push(Output::Config(ConfigChange::AddAddress { address: lease.address, prefix_len: 64 }));
+                out.push(Output::Config(ConfigChange::AddAddress {
+                    address: lease.address,
+                    prefix_len: 64,
+                }));
                 if self.cfg.default_route {
-                    out.push(Output::Config(ConfigChange::AddRoute { prefix: Ipv6Addr::UNSPECIFIED, prefix_len: 0, via: Some(ROUTER_LINK_LOCAL) }));
+                    out.push(Output::Config(ConfigChange::AddRoute {
+                        prefix: Ipv6Addr::UNSPECIFIED,
+                        prefix_len: 0,
+                        via: Some(ROUTER_LINK_LOCAL),
+                    }));
                 }
-                out.push(Output::Event(Event::AddressConfigured { address: lease.address, external: lease.external }));
+                out.push(Output::Event(Event::AddressConfigured {
+                    address: lease.address,
+                    external: lease.external,
+                }));
                 self.lease = Some(lease);
                 self.next_keepalive = self.cfg.keepalive.map(|k| now + k.period);
             }
@@ -389,14 +474,22 @@ impl Peer {
         if self.cfg.bypass {
             if let Some(endpoint) = self.neighbour_endpoint(&lease, &src) {
                 // Heard from a neighbour via the router: probe back, so both NATs open.
-                self.neighbours.on_heard(now, src, endpoint, &self.cfg, &lease, &mut self.counters, out);
+                self.neighbours
+                    .on_heard(now, src, endpoint, &self.cfg, &lease, &mut self.counters, out);
             }
         }
         self.counters.bump("rx_via_router");
         out.push(Output::Tun(packet.as_bytes().to_vec()));
     }
 
-    fn handle_direct(&mut self, now: Instant, from: SocketAddrV4, packet: &Ipv6Packet<&[u8]>, is_nd: bool, out: &mut Vec<Output>) {
+    fn handle_direct(
+        &mut self,
+        now: Instant,
+        from: SocketAddrV4,
+        packet: &Ipv6Packet<&[u8]>,
+        is_nd: bool,
+        out: &mut Vec<Output>,
+    ) {
         let Some(lease) = self.lease else {
             return self.drop_with("drop_direct_before_address");
         };
@@ -414,7 +507,8 @@ impl Peer {
                 return self.drop_with("drop_not_for_us");
             }
             self.counters.bump("rx_direct");
-            self.neighbours.on_heard(now, src, from, &self.cfg, &lease, &mut self.counters, out);
+            self.neighbours
+                .on_heard(now, src, from, &self.cfg, &lease, &mut self.counters, out);
             out.push(Output::Tun(packet.as_bytes().to_vec()));
             return;
         }
@@ -433,8 +527,13 @@ impl Peer {
                     target,
                     target_lla: Some(addr::link_layer(lease.external)),
                 };
-                out.push(Output::Udp { to: from, payload: na.emit(lease.address, src), ttl: None });
-                self.neighbours.on_heard(now, src, from, &self.cfg, &lease, &mut self.counters, out);
+                out.push(Output::Udp {
+                    to: from,
+                    payload: na.emit(lease.address, src),
+                    ttl: None,
+                });
+                self.neighbours
+                    .on_heard(now, src, from, &self.cfg, &lease, &mut self.counters, out);
             }
             NdRepr::NeighborAdvert { target, flags, .. } => {
                 if packet.dst_addr() != lease.address || flags & NA_FLAG_SOLICITED == 0 {
@@ -445,7 +544,9 @@ impl Peer {
                     ProbeOutcome::Unmatched => self.counters.bump("drop_na_unmatched"),
                 }
             }
-            NdRepr::RouterSolicit { .. } | NdRepr::RouterAdvert { .. } => self.drop_with("drop_router_nd_not_from_router"),
+            NdRepr::RouterSolicit { .. } | NdRepr::RouterAdvert { .. } => {
+                self.drop_with("drop_router_nd_not_from_router")
+            }
         }
     }
 }

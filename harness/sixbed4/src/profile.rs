@@ -41,7 +41,7 @@ impl Profile {
         match self {
             Profile::Current => port != 0,
             // The port's low bit lands on the EUI-64 group bit, so it must be 0.
-            Profile::V01 => port != 0 && port % 2 == 0,
+            Profile::V01 => port != 0 && port.is_multiple_of(2),
         }
     }
 

@@ -157,7 +157,11 @@ impl Router {
         if packet.as_bytes().len() > MIN_MTU {
             self.counters.bump("packet_too_big_sent");
             let ptb = icmpv6::packet_too_big(self.address, src, MIN_MTU as u32, packet.as_bytes());
-            out.push(Output::Udp { to: from, payload: ptb, ttl: None });
+            out.push(Output::Udp {
+                to: from,
+                payload: ptb,
+                ttl: None,
+            });
             return;
         }
         if !self.in_prefix(&dst) {
@@ -190,12 +194,20 @@ impl Router {
             self.counters.bump("time_exceeded_sent");
             let src = packet.src_addr();
             let te = icmpv6::time_exceeded(self.address, src, bytes);
-            out.push(Output::Udp { to: from, payload: te, ttl: None });
+            out.push(Output::Udp {
+                to: from,
+                payload: te,
+                ttl: None,
+            });
             return;
         }
         packet.set_hop_limit(hop_limit - 1);
         self.counters.bump("relayed");
-        out.push(Output::Udp { to, payload: packet.into_inner(), ttl: None });
+        out.push(Output::Udp {
+            to,
+            payload: packet.into_inner(),
+            ttl: None,
+        });
     }
 
     /// The originator check: a packet's inner source must be the sender's own 6bed4 address
@@ -236,10 +248,16 @@ impl Router {
                 return self.counters.bump("mapping_change_rate_limited");
             }
         }
-        let Some(ra) = self.advertisement(from, stale) else { return };
+        let Some(ra) = self.advertisement(from, stale) else {
+            return;
+        };
         self.recent_mapping_changes[slot] = Some((from, now));
         self.counters.bump("unsolicited_ra_sent");
-        out.push(Output::Udp { to: from, payload: ra, ttl: None });
+        out.push(Output::Udp {
+            to: from,
+            payload: ra,
+            ttl: None,
+        });
         out.push(Output::Event(Event::MappingChanged { stale, peer: from }));
     }
 
@@ -282,7 +300,13 @@ impl Router {
         Some(ra.emit(ROUTER_LINK_LOCAL, dst))
     }
 
-    fn handle_nd(&mut self, now: Instant, from: SocketAddrV4, packet: &Ipv6Packet<&[u8]>, out: &mut Vec<Output>) {
+    fn handle_nd(
+        &mut self,
+        now: Instant,
+        from: SocketAddrV4,
+        packet: &Ipv6Packet<&[u8]>,
+        out: &mut Vec<Output>,
+    ) {
         let nd = match NdRepr::parse(packet) {
             Ok(nd) => nd,
             Err(e) => return self.drop_with(e.reason()),
@@ -307,7 +331,11 @@ impl Router {
                 };
                 if let Some(ra) = self.advertisement(from, reply_to) {
                     self.counters.bump("ra_sent");
-                    out.push(Output::Udp { to: from, payload: ra, ttl: None });
+                    out.push(Output::Udp {
+                        to: from,
+                        payload: ra,
+                        ttl: None,
+                    });
                     out.push(Output::Event(Event::RsAnswered { peer: from }));
                 }
             }
@@ -327,9 +355,15 @@ impl Router {
                     target,
                     target_lla: Some(self.lla),
                 };
-                out.push(Output::Udp { to: from, payload: na.emit(ROUTER_LINK_LOCAL, src), ttl: None });
+                out.push(Output::Udp {
+                    to: from,
+                    payload: na.emit(ROUTER_LINK_LOCAL, src),
+                    ttl: None,
+                });
             }
-            NdRepr::RouterAdvert { .. } | NdRepr::NeighborAdvert { .. } => self.drop_with("drop_nd_not_for_router"),
+            NdRepr::RouterAdvert { .. } | NdRepr::NeighborAdvert { .. } => {
+                self.drop_with("drop_nd_not_for_router")
+            }
         }
     }
 
@@ -354,12 +388,17 @@ impl Router {
         };
         if packet.as_bytes().len() > MIN_MTU {
             self.counters.bump("packet_too_big_sent");
-            let ptb = icmpv6::packet_too_big(self.address, packet.src_addr(), MIN_MTU as u32, packet.as_bytes());
+            let ptb =
+                icmpv6::packet_too_big(self.address, packet.src_addr(), MIN_MTU as u32, packet.as_bytes());
             out.push(Output::Tun(ptb));
             return;
         }
         self.counters.bump("from_native");
-        out.push(Output::Udp { to: target.endpoint, payload: packet.as_bytes().to_vec(), ttl: None });
+        out.push(Output::Udp {
+            to: target.endpoint,
+            payload: packet.as_bytes().to_vec(),
+            ttl: None,
+        });
     }
 }
 

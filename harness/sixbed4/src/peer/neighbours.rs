@@ -34,9 +34,17 @@ pub enum PathState {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    Probing { sent: u32, next_at: Instant, reconfirm: bool },
-    Direct { reconfirm_at: Instant },
-    HeldDown { until: Instant },
+    Probing {
+        sent: u32,
+        next_at: Instant,
+        reconfirm: bool,
+    },
+    Direct {
+        reconfirm_at: Instant,
+    },
+    HeldDown {
+        until: Instant,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -140,8 +148,19 @@ impl Neighbours {
             }
         };
         if start {
-            let state = State::Probing { sent: 0, next_at: now, reconfirm: false };
-            self.map.insert(neighbour, Entry { endpoint, state, last_used: now });
+            let state = State::Probing {
+                sent: 0,
+                next_at: now,
+                reconfirm: false,
+            };
+            self.map.insert(
+                neighbour,
+                Entry {
+                    endpoint,
+                    state,
+                    last_used: now,
+                },
+            );
             self.run(now, neighbour, cfg, lease, counters, out);
         }
     }
@@ -157,21 +176,44 @@ impl Neighbours {
 
     /// A Neighbor Advertisement for `target` arrived from `from`. It confirms a path only
     /// if it answers a probe still out, and comes from the endpoint the probe went to.
-    pub fn on_advert(&mut self, now: Instant, target: Ipv6Addr, from: SocketAddrV4, cfg: &PeerConfig, out: &mut Vec<Output>) -> ProbeOutcome {
-        let Some(e) = self.map.get_mut(&target) else { return ProbeOutcome::Unmatched };
-        let State::Probing { reconfirm, .. } = e.state else { return ProbeOutcome::Unmatched };
+    pub fn on_advert(
+        &mut self,
+        now: Instant,
+        target: Ipv6Addr,
+        from: SocketAddrV4,
+        cfg: &PeerConfig,
+        out: &mut Vec<Output>,
+    ) -> ProbeOutcome {
+        let Some(e) = self.map.get_mut(&target) else {
+            return ProbeOutcome::Unmatched;
+        };
+        let State::Probing { reconfirm, .. } = e.state else {
+            return ProbeOutcome::Unmatched;
+        };
         if e.endpoint != from {
             return ProbeOutcome::Unmatched;
         }
-        e.state = State::Direct { reconfirm_at: now + cfg.reachable };
+        e.state = State::Direct {
+            reconfirm_at: now + cfg.reachable,
+        };
         if !reconfirm {
-            out.push(Output::Event(Event::DirectUp { neighbour: target, endpoint: from }));
+            out.push(Output::Event(Event::DirectUp {
+                neighbour: target,
+                endpoint: from,
+            }));
         }
         ProbeOutcome::Confirmed
     }
 
     /// Runs every neighbour timer that is due.
-    pub fn handle_timeout(&mut self, now: Instant, cfg: &PeerConfig, lease: &Lease, counters: &mut Counters, out: &mut Vec<Output>) {
+    pub fn handle_timeout(
+        &mut self,
+        now: Instant,
+        cfg: &PeerConfig,
+        lease: &Lease,
+        counters: &mut Counters,
+        out: &mut Vec<Output>,
+    ) {
         let due: Vec<Ipv6Addr> = self
             .map
             .iter()
@@ -188,19 +230,46 @@ impl Neighbours {
     }
 
     /// Advances one neighbour whose timer is due.
-    fn run(&mut self, now: Instant, neighbour: Ipv6Addr, cfg: &PeerConfig, lease: &Lease, counters: &mut Counters, out: &mut Vec<Output>) {
-        let Some(e) = self.map.get_mut(&neighbour) else { return };
+    fn run(
+        &mut self,
+        now: Instant,
+        neighbour: Ipv6Addr,
+        cfg: &PeerConfig,
+        lease: &Lease,
+        counters: &mut Counters,
+        out: &mut Vec<Output>,
+    ) {
+        let Some(e) = self.map.get_mut(&neighbour) else {
+            return;
+        };
         match e.state {
             State::Probing { sent, reconfirm, .. } if sent < cfg.probes => {
-                let ns = NdRepr::NeighborSolicit { target: neighbour, source_lla: Some(addr::link_layer(lease.external)) };
+                let ns = NdRepr::NeighborSolicit {
+                    target: neighbour,
+                    source_lla: Some(addr::link_layer(lease.external)),
+                };
                 counters.bump("probes_sent");
-                out.push(Output::Udp { to: e.endpoint, payload: ns.emit(lease.address, neighbour), ttl: None });
-                out.push(Output::Event(Event::ProbeSent { neighbour, endpoint: e.endpoint, attempt: sent + 1 }));
-                e.state = State::Probing { sent: sent + 1, next_at: now + cfg.probe_interval, reconfirm };
+                out.push(Output::Udp {
+                    to: e.endpoint,
+                    payload: ns.emit(lease.address, neighbour),
+                    ttl: None,
+                });
+                out.push(Output::Event(Event::ProbeSent {
+                    neighbour,
+                    endpoint: e.endpoint,
+                    attempt: sent + 1,
+                }));
+                e.state = State::Probing {
+                    sent: sent + 1,
+                    next_at: now + cfg.probe_interval,
+                    reconfirm,
+                };
             }
             State::Probing { reconfirm, .. } => {
                 counters.bump("probe_attempts_failed");
-                e.state = State::HeldDown { until: now + cfg.holddown };
+                e.state = State::HeldDown {
+                    until: now + cfg.holddown,
+                };
                 if reconfirm {
                     out.push(Output::Event(Event::DirectDown {
                         neighbour,
@@ -212,12 +281,20 @@ impl Neighbours {
             State::Direct { reconfirm_at } => {
                 if e.last_used + cfg.reachable > reconfirm_at {
                     // Used since it was confirmed: keep using it while re-confirming.
-                    e.state = State::Probing { sent: 0, next_at: now, reconfirm: true };
+                    e.state = State::Probing {
+                        sent: 0,
+                        next_at: now,
+                        reconfirm: true,
+                    };
                     self.run(now, neighbour, cfg, lease, counters, out);
                 } else {
                     let endpoint = e.endpoint;
                     self.map.remove(&neighbour);
-                    out.push(Output::Event(Event::DirectDown { neighbour, endpoint, reason: "idle".into() }));
+                    out.push(Output::Event(Event::DirectDown {
+                        neighbour,
+                        endpoint,
+                        reason: "idle".into(),
+                    }));
                 }
             }
             State::HeldDown { .. } => {
@@ -230,8 +307,15 @@ impl Neighbours {
     /// Drops every path (our own mapping changed).
     pub fn clear(&mut self, reason: &str, out: &mut Vec<Output>) {
         for (neighbour, e) in std::mem::take(&mut self.map) {
-            if matches!(e.state, State::Direct { .. } | State::Probing { reconfirm: true, .. }) {
-                out.push(Output::Event(Event::DirectDown { neighbour, endpoint: e.endpoint, reason: reason.into() }));
+            if matches!(
+                e.state,
+                State::Direct { .. } | State::Probing { reconfirm: true, .. }
+            ) {
+                out.push(Output::Event(Event::DirectDown {
+                    neighbour,
+                    endpoint: e.endpoint,
+                    reason: reason.into(),
+                }));
             }
         }
     }

@@ -41,7 +41,15 @@ fn udp(out: &[Output]) -> Vec<(SocketAddrV4, Vec<u8>, Option<u8>)> {
 }
 
 fn events(out: &[Output]) -> Vec<Event> {
-    out.iter().filter_map(|o| if let Output::Event(e) = o { Some(e.clone()) } else { None }).collect()
+    out.iter()
+        .filter_map(|o| {
+            if let Output::Event(e) = o {
+                Some(e.clone())
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 fn is_rs(payload: &[u8]) -> bool {
@@ -87,7 +95,9 @@ fn solicitations_back_off_0_1_4_11_26_56_then_every_30s() {
         .collect();
     assert_eq!(at, vec![0, 1, 4, 11, 26, 56, 86, 116]);
     // No keepalive without an address.
-    assert!(!out.iter().any(|(_, o)| matches!(o, Output::Udp { payload, .. } if payload.is_empty())));
+    assert!(!out
+        .iter()
+        .any(|(_, o)| matches!(o, Output::Udp { payload, .. } if payload.is_empty())));
 }
 
 #[test]
@@ -101,11 +111,27 @@ fn an_ra_configures_the_spec_address_and_stops_solicitation() {
     let lease = p.lease().unwrap();
     assert_eq!(lease.address, v6("fc64:bed:9188:1:9088:2:d9f4:4001"));
     assert_eq!(lease.external, ep(ME));
-    assert!(out.contains(&Output::Config(ConfigChange::AddAddress { address: lease.address, prefix_len: 64 })));
-    assert!(events(&out).contains(&Event::AddressConfigured { address: lease.address, external: ep(ME) }));
+    assert!(out.contains(&Output::Config(ConfigChange::AddAddress {
+        address: lease.address,
+        prefix_len: 64
+    })));
+    assert!(events(&out).contains(&Event::AddressConfigured {
+        address: lease.address,
+        external: ep(ME)
+    }));
     let mut later = vec![];
-    run(&mut p, t0 + Duration::from_millis(1), t0 + Duration::from_secs(100), &mut later);
-    assert!(!later.iter().any(|(_, o)| matches!(o, Output::Udp { payload, .. } if is_rs(payload))), "still soliciting");
+    run(
+        &mut p,
+        t0 + Duration::from_millis(1),
+        t0 + Duration::from_secs(100),
+        &mut later,
+    );
+    assert!(
+        !later
+            .iter()
+            .any(|(_, o)| matches!(o, Output::Udp { payload, .. } if is_rs(payload))),
+        "still soliciting"
+    );
 }
 
 #[test]
@@ -113,7 +139,12 @@ fn keepalives_are_empty_with_ttl_3_every_period_from_the_address_on() {
     let t0 = Instant::now();
     let mut p = configured(t0, cfg());
     let mut out = vec![];
-    run(&mut p, t0 + Duration::from_millis(1), t0 + Duration::from_secs(95), &mut out);
+    run(
+        &mut p,
+        t0 + Duration::from_millis(1),
+        t0 + Duration::from_secs(95),
+        &mut out,
+    );
     let ka: Vec<(u64, Option<u8>, SocketAddrV4)> = out
         .iter()
         .filter_map(|(t, o)| match o {
@@ -121,25 +152,50 @@ fn keepalives_are_empty_with_ttl_3_every_period_from_the_address_on() {
             _ => None,
         })
         .collect();
-    assert_eq!(ka, vec![(30, Some(3), ep(ROUTER)), (60, Some(3), ep(ROUTER)), (90, Some(3), ep(ROUTER))]);
+    assert_eq!(
+        ka,
+        vec![
+            (30, Some(3), ep(ROUTER)),
+            (60, Some(3), ep(ROUTER)),
+            (90, Some(3), ep(ROUTER))
+        ]
+    );
 }
 
 #[test]
 fn keepalive_period_and_ttl_are_configurable_and_can_be_off() {
     let t0 = Instant::now();
     let mut c = cfg();
-    c.keepalive = Some(Keepalive { period: Duration::from_millis(250), ttl: 7 });
+    c.keepalive = Some(Keepalive {
+        period: Duration::from_millis(250),
+        ttl: 7,
+    });
     let mut p = configured(t0, c);
     let mut out = vec![];
-    run(&mut p, t0 + Duration::from_millis(1), t0 + Duration::from_millis(1010), &mut out);
-    let n = out.iter().filter(|(_, o)| matches!(o, Output::Udp { payload, ttl: Some(7), .. } if payload.is_empty())).count();
+    run(
+        &mut p,
+        t0 + Duration::from_millis(1),
+        t0 + Duration::from_millis(1010),
+        &mut out,
+    );
+    let n = out
+        .iter()
+        .filter(|(_, o)| matches!(o, Output::Udp { payload, ttl: Some(7), .. } if payload.is_empty()))
+        .count();
     assert_eq!(n, 4);
     let mut c = cfg();
     c.keepalive = None;
     let mut p = configured(t0, c);
     let mut out = vec![];
-    run(&mut p, t0 + Duration::from_millis(1), t0 + Duration::from_secs(200), &mut out);
-    assert!(!out.iter().any(|(_, o)| matches!(o, Output::Udp { payload, .. } if payload.is_empty())));
+    run(
+        &mut p,
+        t0 + Duration::from_millis(1),
+        t0 + Duration::from_secs(200),
+        &mut out,
+    );
+    assert!(!out
+        .iter()
+        .any(|(_, o)| matches!(o, Output::Udp { payload, .. } if payload.is_empty())));
 }
 
 #[test]
@@ -158,7 +214,14 @@ fn invalid_ras_change_nothing() {
         b[3] = 0;
         let s = icmpv6::checksum(&v6("fe80::"), &v6("ff02::1"), &b);
         b[2..4].copy_from_slice(&s.to_be_bytes());
-        crate::wire::Ipv6Repr { src: v6("fe80::"), dst: v6("ff02::1"), next_header: 58, payload_len: 0, hop_limit: 255 }.to_packet(&b)
+        crate::wire::Ipv6Repr {
+            src: v6("fe80::"),
+            dst: v6("ff02::1"),
+            next_header: 58,
+            payload_len: 0,
+            hop_limit: 255,
+        }
+        .to_packet(&b)
     };
     let global_src = {
         let p = Ipv6Packet::new_checked(&good[..]).unwrap();
@@ -195,7 +258,13 @@ fn invalid_ras_change_nothing() {
 }
 
 fn other_peer_address() -> Ipv6Addr {
-    addr::encode(Profile::Current, [0xfc, 0x64, 0x0b, 0xed, 0x91, 0x88, 0, 1], ep(OTHER), 1).unwrap()
+    addr::encode(
+        Profile::Current,
+        [0xfc, 0x64, 0x0b, 0xed, 0x91, 0x88, 0, 1],
+        ep(OTHER),
+        1,
+    )
+    .unwrap()
 }
 
 fn echo(src: Ipv6Addr, dst: Ipv6Addr) -> Vec<u8> {
@@ -203,8 +272,12 @@ fn echo(src: Ipv6Addr, dst: Ipv6Addr) -> Vec<u8> {
 }
 
 fn na_from(target: Ipv6Addr, to: Ipv6Addr) -> Vec<u8> {
-    NdRepr::NeighborAdvert { flags: NA_FLAG_SOLICITED | NA_FLAG_OVERRIDE, target, target_lla: Some(addr::link_layer(ep(OTHER))) }
-        .emit(target, to)
+    NdRepr::NeighborAdvert {
+        flags: NA_FLAG_SOLICITED | NA_FLAG_OVERRIDE,
+        target,
+        target_lla: Some(addr::link_layer(ep(OTHER))),
+    }
+    .emit(target, to)
 }
 
 #[test]
@@ -217,17 +290,28 @@ fn first_send_goes_via_router_and_probes_three_times_200ms_apart() {
     p.handle_tun(t0, &echo(me, b), &mut out);
     let sent = udp(&out);
     assert_eq!(sent.len(), 2);
-    assert!(is_ns(&sent[0].1) && sent[0].0 == ep(OTHER), "probe goes straight to the decoded endpoint");
+    assert!(
+        is_ns(&sent[0].1) && sent[0].0 == ep(OTHER),
+        "probe goes straight to the decoded endpoint"
+    );
     assert_eq!(sent[1].0, ep(ROUTER), "data via the router meanwhile");
     // The probe: src = own address, dst = target = remote, SLLA = own link-layer address.
     let ns = Ipv6Packet::new_checked(&sent[0].1[..]).unwrap();
     assert_eq!((ns.src_addr(), ns.dst_addr(), ns.hop_limit()), (me, b, 255));
     assert_eq!(
         NdRepr::parse(&ns).unwrap(),
-        NdRepr::NeighborSolicit { target: b, source_lla: Some(addr::link_layer(ep(ME))) }
+        NdRepr::NeighborSolicit {
+            target: b,
+            source_lla: Some(addr::link_layer(ep(ME)))
+        }
     );
     let mut later = vec![];
-    run(&mut p, t0 + Duration::from_millis(1), t0 + Duration::from_secs(5), &mut later);
+    run(
+        &mut p,
+        t0 + Duration::from_millis(1),
+        t0 + Duration::from_secs(5),
+        &mut later,
+    );
     let probes: Vec<u128> = later
         .iter()
         .filter(|(_, o)| matches!(o, Output::Udp { payload, .. } if is_ns(payload)))
@@ -251,10 +335,17 @@ fn matching_na_makes_the_path_direct_both_for_sending_and_receiving() {
     assert_eq!(p.path(&b), PathState::Probing);
     p.handle_udp(t0 + Duration::from_millis(30), ep(OTHER), &na_from(b, me), &mut o);
     assert_eq!(p.path(&b), PathState::Direct);
-    assert!(events(&o).contains(&Event::DirectUp { neighbour: b, endpoint: ep(OTHER) }));
+    assert!(events(&o).contains(&Event::DirectUp {
+        neighbour: b,
+        endpoint: ep(OTHER)
+    }));
     let mut o = vec![];
     p.handle_tun(t0 + Duration::from_millis(40), &echo(me, b), &mut o);
-    assert_eq!(udp(&o).iter().map(|u| u.0).collect::<Vec<_>>(), vec![ep(OTHER)], "data goes direct");
+    assert_eq!(
+        udp(&o).iter().map(|u| u.0).collect::<Vec<_>>(),
+        vec![ep(OTHER)],
+        "data goes direct"
+    );
     // Direct data from the neighbour is accepted and handed to the kernel.
     let mut o = vec![];
     p.handle_udp(t0 + Duration::from_millis(50), ep(OTHER), &echo(b, me), &mut o);
@@ -295,8 +386,18 @@ fn failed_paths_are_held_down_then_probed_again() {
         .map(|(t, _)| (*t - t0).as_millis())
         .collect();
     // Attempt 1 at 0/200/400 ms, fails at 600 ms; hold-down 30 s; attempt 2 at 30.6 s, ...
-    assert_eq!(probes, vec![0, 200, 400, 30600, 30800, 31000, 61200, 61400, 61600]);
-    assert!(all.iter().filter(|(_, o)| matches!(o, Output::Udp { to, payload, .. } if *to == ep(ROUTER) && !is_ns(payload))).count() >= 600);
+    assert_eq!(
+        probes,
+        vec![0, 200, 400, 30600, 30800, 31000, 61200, 61400, 61600]
+    );
+    assert!(
+        all.iter()
+            .filter(
+                |(_, o)| matches!(o, Output::Udp { to, payload, .. } if *to == ep(ROUTER) && !is_ns(payload))
+            )
+            .count()
+            >= 600
+    );
 }
 
 #[test]
@@ -319,7 +420,8 @@ fn used_direct_paths_are_reconfirmed_and_dropped_when_unanswered() {
         now += Duration::from_millis(100);
     }
     assert_eq!(p.path(&b), PathState::Direct, "still direct while re-confirming");
-    assert!(seen.iter().any(|(t, o)| *t >= t0 + Duration::from_secs(30) && matches!(o, Output::Udp { payload, .. } if is_ns(payload))));
+    assert!(seen.iter().any(|(t, o)| *t >= t0 + Duration::from_secs(30)
+        && matches!(o, Output::Udp { payload, .. } if is_ns(payload))));
     // Answered: stays direct with no new DirectUp.
     let mut o = vec![];
     p.handle_udp(now, ep(OTHER), &na_from(b, me), &mut o);
@@ -333,7 +435,9 @@ fn used_direct_paths_are_reconfirmed_and_dropped_when_unanswered() {
         p.handle_tun(t, &echo(me, b), &mut o);
         t += Duration::from_millis(100);
     }
-    assert!(events(&o).iter().any(|e| matches!(e, Event::DirectDown { neighbour, .. } if *neighbour == b)));
+    assert!(events(&o)
+        .iter()
+        .any(|e| matches!(e, Event::DirectDown { neighbour, .. } if *neighbour == b)));
     assert_eq!(p.path(&b), PathState::HeldDown);
 }
 
@@ -357,7 +461,11 @@ fn direct_ns_is_answered_directly_and_spoofs_are_dropped() {
     let mut p = configured(t0, cfg());
     let me = p.lease().unwrap().address;
     let b = other_peer_address();
-    let ns = NdRepr::NeighborSolicit { target: me, source_lla: Some(addr::link_layer(ep(OTHER))) }.emit(b, me);
+    let ns = NdRepr::NeighborSolicit {
+        target: me,
+        source_lla: Some(addr::link_layer(ep(OTHER))),
+    }
+    .emit(b, me);
     let mut o = vec![];
     p.handle_udp(t0, ep(OTHER), &ns, &mut o);
     let sent = udp(&o);
@@ -367,7 +475,11 @@ fn direct_ns_is_answered_directly_and_spoofs_are_dropped() {
     assert_eq!((na.src_addr(), na.dst_addr()), (me, b));
     assert_eq!(
         NdRepr::parse(&na).unwrap(),
-        NdRepr::NeighborAdvert { flags: NA_FLAG_SOLICITED | NA_FLAG_OVERRIDE, target: me, target_lla: Some(addr::link_layer(ep(ME))) }
+        NdRepr::NeighborAdvert {
+            flags: NA_FLAG_SOLICITED | NA_FLAG_OVERRIDE,
+            target: me,
+            target_lla: Some(addr::link_layer(ep(ME)))
+        }
     );
     // The same NS from another endpoint (spoofed originator), or with hop limit 254.
     let mut o = vec![];
@@ -402,9 +514,20 @@ fn unsolicited_ra_moves_the_peer_to_its_new_mapping() {
     let lease = p.lease().unwrap();
     assert_eq!(lease.external, moved);
     assert_ne!(lease.address, old);
-    assert!(o.contains(&Output::Config(ConfigChange::RemoveAddress { address: old, prefix_len: 64 })));
-    assert!(events(&o).contains(&Event::AddressChanged { old, address: lease.address, external: moved }));
-    assert_eq!(p.path(&b), PathState::ViaRouter, "paths built on the old mapping are gone");
+    assert!(o.contains(&Output::Config(ConfigChange::RemoveAddress {
+        address: old,
+        prefix_len: 64
+    })));
+    assert!(events(&o).contains(&Event::AddressChanged {
+        old,
+        address: lease.address,
+        external: moved
+    }));
+    assert_eq!(
+        p.path(&b),
+        PathState::ViaRouter,
+        "paths built on the old mapping are gone"
+    );
     // Packets from the stale source are no longer sent.
     let mut o = vec![];
     p.handle_tun(t0 + Duration::from_secs(2), &echo(old, b), &mut o);
@@ -424,7 +547,10 @@ fn v01_peer_takes_its_identifier_from_the_ra_destination() {
     r.handle_udp(t0, ep(OTHER), &rs, &mut ro);
     let mut o = vec![];
     p.handle_udp(t0, ep(router), &udp(&ro).remove(0).1, &mut o);
-    assert_eq!(p.lease().unwrap().address, v6("2001:67c:127c:0:429c:cbff:fe00:7107"));
+    assert_eq!(
+        p.lease().unwrap().address,
+        v6("2001:67c:127c:0:429c:cbff:fe00:7107")
+    );
 }
 
 proptest! {
@@ -545,5 +671,8 @@ fn two_peers_behind_port_restricted_filters_end_up_direct_both_ways() {
     net.send(0, echo(a, b));
     net.send(1, echo(b, a));
     assert_eq!(net.direct_data, 2, "both directions direct");
-    assert!(net.to_tun[1].contains(&echo(a, b)) && net.to_tun[0].contains(&echo(b, a)), "data arrives both ways");
+    assert!(
+        net.to_tun[1].contains(&echo(a, b)) && net.to_tun[0].contains(&echo(b, a)),
+        "data arrives both ways"
+    );
 }

@@ -54,7 +54,9 @@ fn data(src: &str, dst: &str, hop_limit: u8, len: usize) -> Vec<u8> {
 }
 
 fn addr_of(r: &Router, peer: &str, lanip: u16) -> String {
-    addr::encode(r.config().profile, r.config().prefix, ep(peer), lanip).unwrap().to_string()
+    addr::encode(r.config().profile, r.config().prefix, ep(peer), lanip)
+        .unwrap()
+        .to_string()
 }
 
 #[test]
@@ -72,8 +74,18 @@ fn rs_of_48_and_56_bytes_get_an_ra_back_to_the_exact_mapping() {
         assert_eq!(p.prefix, v6("fc64:bed:9188:1:9088:2:d9f4:4000"));
         assert_eq!(p.prefix_len, 114);
         assert!(p.on_link() && p.autonomous() && p.preferred_lifetime <= p.valid_lifetime);
-        let NdRepr::RouterAdvert { router_lifetime, reachable_time, .. } = nd else { unreachable!() };
-        assert!(router_lifetime <= 9000 && reachable_time <= 3_600_000, "RFC 4861 §6.2.1 limits");
+        let NdRepr::RouterAdvert {
+            router_lifetime,
+            reachable_time,
+            ..
+        } = nd
+        else {
+            unreachable!()
+        };
+        assert!(
+            router_lifetime <= 9000 && reachable_time <= 3_600_000,
+            "RFC 4861 §6.2.1 limits"
+        );
     }
     assert_eq!(r.counters().get("ra_sent"), 2);
 }
@@ -86,7 +98,10 @@ fn v01_ra_goes_to_the_link_local_iid_with_a_64_prefix() {
     let (_, ra) = sole_udp(&out);
     let (ip, nd) = parse_ra(&ra);
     assert_eq!(ip.dst, v6("fe80::429c:cbff:fe00:7107"));
-    assert_eq!((pio(&nd).prefix, pio(&nd).prefix_len), (v6("2001:67c:127c::"), 64));
+    assert_eq!(
+        (pio(&nd).prefix, pio(&nd).prefix_len),
+        (v6("2001:67c:127c::"), 64)
+    );
     // An odd port cannot be addressed in v01: no RA.
     let mut out = vec![];
     r.handle_udp(Instant::now(), ep("203.0.113.7:40001"), &rs(None), &mut out);
@@ -102,9 +117,14 @@ fn extra_routes_are_announced_without_l_and_a() {
     let mut out = vec![];
     r.handle_udp(Instant::now(), ep(PEER_A), &rs(None), &mut out);
     let (_, nd) = parse_ra(&sole_udp(&out).1);
-    let NdRepr::RouterAdvert { prefixes, .. } = nd else { unreachable!() };
+    let NdRepr::RouterAdvert { prefixes, .. } = nd else {
+        unreachable!()
+    };
     assert_eq!(prefixes.len(), 2);
-    assert_eq!((prefixes[1].prefix, prefixes[1].prefix_len, prefixes[1].flags), (v6("2001:db8:1::"), 48, 0));
+    assert_eq!(
+        (prefixes[1].prefix, prefixes[1].prefix_len, prefixes[1].flags),
+        (v6("2001:db8:1::"), 48, 0)
+    );
 }
 
 #[test]
@@ -116,15 +136,34 @@ fn invalid_solicitations_get_nothing_and_are_counted() {
     let mut sum = good.clone();
     sum[42] ^= 0xff;
     let code = icmpv6::build(Ipv6Addr::UNSPECIFIED, v6("ff02::2"), 255, 133, 1, &[0; 4]);
-    let zero = icmpv6::build(Ipv6Addr::UNSPECIFIED, v6("ff02::2"), 255, 133, 0, &[0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]);
+    let zero = icmpv6::build(
+        Ipv6Addr::UNSPECIFIED,
+        v6("ff02::2"),
+        255,
+        133,
+        0,
+        &[0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0],
+    );
     let truncated = good[..44].to_vec();
     for bad in [hop, sum, code, zero, truncated, vec![0xff; 7], vec![0x45; 100]] {
         let mut out = vec![];
         r.handle_udp(Instant::now(), ep(PEER_A), &bad, &mut out);
         assert!(out.is_empty(), "answered {bad:?}");
     }
-    for name in ["bad_hop_limit", "bad_checksum", "bad_code", "zero_length_option", "length_mismatch", "truncated", "bad_version"] {
-        assert!(r.counters().get(name) >= 1, "{name} not counted: {:?}", r.counters());
+    for name in [
+        "bad_hop_limit",
+        "bad_checksum",
+        "bad_code",
+        "zero_length_option",
+        "length_mismatch",
+        "truncated",
+        "bad_version",
+    ] {
+        assert!(
+            r.counters().get(name) >= 1,
+            "{name} not counted: {:?}",
+            r.counters()
+        );
     }
     // And it still serves a valid one afterwards.
     let mut out = vec![];
@@ -153,7 +192,10 @@ fn hop_limit_one_gets_time_exceeded_back() {
     assert_eq!(to, ep(PEER_A));
     let p = Ipv6Packet::new_checked(&bytes[..]).unwrap();
     assert_eq!((p.src_addr(), p.dst_addr()), (r.address(), v6(&a)));
-    assert_eq!(Icmpv6Packet::new_checked(p.payload()).unwrap().msg_type(), TYPE_TIME_EXCEEDED);
+    assert_eq!(
+        Icmpv6Packet::new_checked(p.payload()).unwrap().msg_type(),
+        TYPE_TIME_EXCEEDED
+    );
 }
 
 #[test]
@@ -188,12 +230,24 @@ fn mismatched_source_in_prefix_gets_an_unsolicited_ra_with_the_new_mapping() {
     assert_eq!(ip.dst, v6(&stale), "inner destination is the stale address");
     let new_prefix = addr::join(r.config().prefix, addr::layout_c_iid(moved, 0).unwrap());
     assert_eq!(pio(&nd).prefix, new_prefix);
-    assert!(out.iter().any(|o| matches!(o, Output::Event(Event::MappingChanged { .. }))));
+    assert!(out
+        .iter()
+        .any(|o| matches!(o, Output::Event(Event::MappingChanged { .. }))));
     // Rate-limited per endpoint, then allowed again.
     let mut out = vec![];
-    r.handle_udp(t0 + Duration::from_millis(100), moved, &data(&stale, &b, 64, 100), &mut out);
+    r.handle_udp(
+        t0 + Duration::from_millis(100),
+        moved,
+        &data(&stale, &b, 64, 100),
+        &mut out,
+    );
     assert!(out.is_empty());
-    r.handle_udp(t0 + Duration::from_secs(1), moved, &data(&stale, &b, 64, 100), &mut out);
+    r.handle_udp(
+        t0 + Duration::from_secs(1),
+        moved,
+        &data(&stale, &b, 64, 100),
+        &mut out,
+    );
     assert_eq!(sole_udp(&out).0, moved);
 }
 
@@ -235,10 +289,20 @@ fn native_packets_go_to_the_endpoint_in_the_destination() {
     let packet = data("2001:db8:ffff::1", &a, 63, 200);
     let mut out = vec![];
     r.handle_tun(&packet, &mut out);
-    assert_eq!(out, vec![Output::Udp { to: ep(PEER_A), payload: packet, ttl: None }]);
+    assert_eq!(
+        out,
+        vec![Output::Udp {
+            to: ep(PEER_A),
+            payload: packet,
+            ttl: None
+        }]
+    );
     let mut out = vec![];
     r.handle_tun(&data("2001:db8:ffff::1", "ff02::16", 1, 100), &mut out);
-    r.handle_tun(&data("2001:db8:ffff::1", &r.address().to_string(), 1, 100), &mut out);
+    r.handle_tun(
+        &data("2001:db8:ffff::1", &r.address().to_string(), 1, 100),
+        &mut out,
+    );
     r.handle_tun(&data("2001:db8:ffff::1", "2001:db8:ffff::2", 1, 100), &mut out);
     assert!(out.is_empty());
 }
@@ -247,8 +311,11 @@ fn native_packets_go_to_the_endpoint_in_the_destination() {
 fn neighbor_solicitation_for_the_router_gets_a_router_na() {
     let mut r = router(Profile::Current, ROUTER);
     let a = addr_of(&r, PEER_A, 1);
-    let ns = NdRepr::NeighborSolicit { target: r.address(), source_lla: Some(addr::link_layer(ep(PEER_A))) }
-        .emit(v6(&a), r.address());
+    let ns = NdRepr::NeighborSolicit {
+        target: r.address(),
+        source_lla: Some(addr::link_layer(ep(PEER_A))),
+    }
+    .emit(v6(&a), r.address());
     let mut out = vec![];
     r.handle_udp(Instant::now(), ep(PEER_A), &ns, &mut out);
     let (to, na) = sole_udp(&out);
@@ -271,7 +338,10 @@ fn memory_does_not_grow_with_peers() {
     let b = addr_of(&r, PEER_B, 1);
     let mut out = vec![];
     for i in 0..20_000u32 {
-        let peer = SocketAddrV4::new(std::net::Ipv4Addr::from(0x0a00_0000 + i), 1000 + (i % 50_000) as u16);
+        let peer = SocketAddrV4::new(
+            std::net::Ipv4Addr::from(0x0a00_0000 + i),
+            1000 + (i % 50_000) as u16,
+        );
         r.handle_udp(Instant::now(), peer, &rs(None), &mut out);
         // A stale source from each: the only path that writes state.
         r.handle_udp(Instant::now(), peer, &data(&b, &b, 64, 60), &mut out);

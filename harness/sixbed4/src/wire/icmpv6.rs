@@ -54,7 +54,11 @@ impl<T: AsRef<[u8]>> Icmpv6Packet<T> {
     pub fn new_checked(buffer: T) -> Result<Self> {
         let have = buffer.as_ref().len();
         if have < 4 {
-            return Err(WireError::Truncated { what: "ICMPv6 header", need: 4, have });
+            return Err(WireError::Truncated {
+                what: "ICMPv6 header",
+                need: 4,
+                have,
+            });
         }
         Ok(Icmpv6Packet { buffer })
     }
@@ -89,7 +93,14 @@ pub fn build(src: Ipv6Addr, dst: Ipv6Addr, hop_limit: u8, ty: u8, code: u8, body
     message.extend_from_slice(body);
     let sum = checksum(&src, &dst, &message);
     message[2..4].copy_from_slice(&sum.to_be_bytes());
-    Ipv6Repr { src, dst, next_header: NEXT_HEADER_ICMPV6, payload_len: 0, hop_limit }.to_packet(&message)
+    Ipv6Repr {
+        src,
+        dst,
+        next_header: NEXT_HEADER_ICMPV6,
+        payload_len: 0,
+        hop_limit,
+    }
+    .to_packet(&message)
 }
 
 /// How much of the offending packet an error message quotes: as much as fits in the

@@ -33,14 +33,21 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     fn check_len(&self) -> Result<()> {
         let b = self.buffer.as_ref();
         if b.len() < HEADER_LEN {
-            return Err(WireError::Truncated { what: "IPv6 header", need: HEADER_LEN, have: b.len() });
+            return Err(WireError::Truncated {
+                what: "IPv6 header",
+                need: HEADER_LEN,
+                have: b.len(),
+            });
         }
         if self.version() != 6 {
             return Err(WireError::BadVersion(self.version()));
         }
         let declared = usize::from(self.payload_len());
         if declared + HEADER_LEN != b.len() {
-            return Err(WireError::LengthMismatch { declared, actual: b.len() });
+            return Err(WireError::LengthMismatch {
+                declared,
+                actual: b.len(),
+            });
         }
         Ok(())
     }
@@ -149,13 +156,22 @@ mod tests {
 
     #[test]
     fn rejects_short_wrong_version_and_bad_length() {
-        assert!(matches!(Ipv6Packet::new_checked(&[0x60u8; 39][..]), Err(WireError::Truncated { .. })));
+        assert!(matches!(
+            Ipv6Packet::new_checked(&[0x60u8; 39][..]),
+            Err(WireError::Truncated { .. })
+        ));
         let mut p = [0u8; 40];
         p[0] = 0x45;
-        assert_eq!(Ipv6Packet::new_checked(&p[..]).unwrap_err(), WireError::BadVersion(4));
+        assert_eq!(
+            Ipv6Packet::new_checked(&p[..]).unwrap_err(),
+            WireError::BadVersion(4)
+        );
         p[0] = 0x60;
         p[5] = 1; // declares one byte of payload, carries none
-        assert!(matches!(Ipv6Packet::new_checked(&p[..]), Err(WireError::LengthMismatch { .. })));
+        assert!(matches!(
+            Ipv6Packet::new_checked(&p[..]),
+            Err(WireError::LengthMismatch { .. })
+        ));
         p[5] = 0;
         assert!(Ipv6Packet::new_checked(&p[..]).is_ok());
     }

@@ -19,7 +19,11 @@ pub use nd::{NdRepr, PrefixInfo};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
     #[error("{what} truncated: need {need} bytes, have {have}")]
-    Truncated { what: &'static str, need: usize, have: usize },
+    Truncated {
+        what: &'static str,
+        need: usize,
+        have: usize,
+    },
     #[error("IP version {0}, expected 6")]
     BadVersion(u8),
     #[error("IPv6 payload length {declared} + 40 does not match the {actual} bytes carried")]

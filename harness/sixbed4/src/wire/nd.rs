@@ -7,8 +7,7 @@
 //! A message that fails any of them is an error, so a daemon drops it and counts why.
 
 use super::icmpv6::{
-    self, Icmpv6Packet, TYPE_NEIGHBOR_ADVERT, TYPE_NEIGHBOR_SOLICIT, TYPE_ROUTER_ADVERT,
-    TYPE_ROUTER_SOLICIT,
+    self, Icmpv6Packet, TYPE_NEIGHBOR_ADVERT, TYPE_NEIGHBOR_SOLICIT, TYPE_ROUTER_ADVERT, TYPE_ROUTER_SOLICIT,
 };
 use super::ipv6::{Ipv6Packet, NEXT_HEADER_ICMPV6};
 use super::{Result, WireError};
@@ -197,7 +196,10 @@ impl NdRepr {
             return Err(WireError::BadHopLimit(packet.hop_limit()));
         }
         if icmp.code() != 0 {
-            return Err(WireError::BadCode { ty, code: icmp.code() });
+            return Err(WireError::BadCode {
+                ty,
+                code: icmp.code(),
+            });
         }
         let (src, dst) = (packet.src_addr(), packet.dst_addr());
         if !icmp.verify_checksum(&src, &dst) {
@@ -210,11 +212,17 @@ impl NdRepr {
             _ => 24,
         };
         if m.len() < fixed {
-            return Err(WireError::Truncated { what: "ND message", need: fixed, have: m.len() });
+            return Err(WireError::Truncated {
+                what: "ND message",
+                need: fixed,
+                have: m.len(),
+            });
         }
         let opts = parse_options(&m[fixed..])?;
         Ok(match ty {
-            TYPE_ROUTER_SOLICIT => NdRepr::RouterSolicit { source_lla: opts.source_lla },
+            TYPE_ROUTER_SOLICIT => NdRepr::RouterSolicit {
+                source_lla: opts.source_lla,
+            },
             TYPE_ROUTER_ADVERT => NdRepr::RouterAdvert {
                 cur_hop_limit: m[4],
                 flags: m[5],
@@ -231,9 +239,14 @@ impl NdRepr {
                     return Err(WireError::InvalidNd("NS target is multicast"));
                 }
                 if src.is_unspecified() && opts.source_lla.is_some() {
-                    return Err(WireError::InvalidNd("NS from :: carries a source link-layer address"));
+                    return Err(WireError::InvalidNd(
+                        "NS from :: carries a source link-layer address",
+                    ));
                 }
-                NdRepr::NeighborSolicit { target, source_lla: opts.source_lla }
+                NdRepr::NeighborSolicit {
+                    target,
+                    source_lla: opts.source_lla,
+                }
             }
             _ => {
                 let target = addr(&m[8..24]);
@@ -244,7 +257,11 @@ impl NdRepr {
                 if dst.is_multicast() && flags & NA_FLAG_SOLICITED != 0 {
                     return Err(WireError::InvalidNd("solicited NA sent to multicast"));
                 }
-                NdRepr::NeighborAdvert { flags, target, target_lla: opts.target_lla }
+                NdRepr::NeighborAdvert {
+                    flags,
+                    target,
+                    target_lla: opts.target_lla,
+                }
             }
         })
     }
@@ -295,7 +312,11 @@ impl NdRepr {
                     push_lla(&mut b, OPT_SOURCE_LLA, l);
                 }
             }
-            NdRepr::NeighborAdvert { flags, target, target_lla } => {
+            NdRepr::NeighborAdvert {
+                flags,
+                target,
+                target_lla,
+            } => {
                 b.extend_from_slice(&[*flags, 0, 0, 0]);
                 b.extend_from_slice(&target.octets());
                 if let Some(l) = target_lla {
@@ -320,7 +341,10 @@ mod tests {
 
     fn hex(s: &str) -> Vec<u8> {
         let s: String = s.chars().filter(|c| c.is_ascii_hexdigit()).collect();
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
     }
 
     fn v6(s: &str) -> Ipv6Addr {
@@ -336,10 +360,18 @@ mod tests {
         bytes.extend(hex("8500 7aae 0000 0000 0101 0000 0000 0001"));
         assert_eq!(bytes.len(), 56);
         let p = Ipv6Packet::new_checked(&bytes[..]).unwrap();
-        assert_eq!(NdRepr::parse(&p).unwrap(), NdRepr::RouterSolicit { source_lla: Some([0, 0, 0, 0, 0, 1]) });
+        assert_eq!(
+            NdRepr::parse(&p).unwrap(),
+            NdRepr::RouterSolicit {
+                source_lla: Some([0, 0, 0, 0, 0, 1])
+            }
+        );
         // And our own emission of the same message is byte-identical.
         assert_eq!(
-            NdRepr::RouterSolicit { source_lla: Some([0, 0, 0, 0, 0, 1]) }.emit(Ipv6Addr::UNSPECIFIED, v6("ff02::2")),
+            NdRepr::RouterSolicit {
+                source_lla: Some([0, 0, 0, 0, 0, 1])
+            }
+            .emit(Ipv6Addr::UNSPECIFIED, v6("ff02::2")),
             bytes
         );
     }
@@ -356,12 +388,20 @@ mod tests {
         ));
         assert_eq!(bytes.len(), 88);
         let p = Ipv6Packet::new_checked(&bytes[..]).unwrap();
-        let NdRepr::RouterAdvert { router_lifetime, reachable_time, prefixes, cur_hop_limit, .. } =
-            NdRepr::parse(&p).unwrap()
+        let NdRepr::RouterAdvert {
+            router_lifetime,
+            reachable_time,
+            prefixes,
+            cur_hop_limit,
+            ..
+        } = NdRepr::parse(&p).unwrap()
         else {
             panic!("not an RA");
         };
-        assert_eq!((cur_hop_limit, router_lifetime, reachable_time), (0, 0xffff, 0xffff_ffff));
+        assert_eq!(
+            (cur_hop_limit, router_lifetime, reachable_time),
+            (0, 0xffff, 0xffff_ffff)
+        );
         assert_eq!(prefixes.len(), 1);
         assert_eq!(prefixes[0].prefix_len, 114);
         assert!(prefixes[0].on_link() && prefixes[0].autonomous());
@@ -378,7 +418,14 @@ mod tests {
         msg.extend(hex("0201 be64 9188 0001"));
         let sum = icmpv6::checksum(&src, &dst, &msg);
         msg[2..4].copy_from_slice(&sum.to_be_bytes());
-        let packet = crate::wire::Ipv6Repr { src, dst, next_header: 58, payload_len: 0, hop_limit: 255 }.to_packet(&msg);
+        let packet = crate::wire::Ipv6Repr {
+            src,
+            dst,
+            next_header: 58,
+            payload_len: 0,
+            hop_limit: 255,
+        }
+        .to_packet(&msg);
         let p = Ipv6Packet::new_checked(&packet[..]).unwrap();
         assert_eq!(
             NdRepr::parse(&p).unwrap(),
@@ -410,22 +457,47 @@ mod tests {
         assert_eq!(reparse(&cs), Err(WireError::BadChecksum));
         let code = icmpv6::build(Ipv6Addr::UNSPECIFIED, v6("ff02::2"), 255, 133, 1, &[0; 4]);
         assert_eq!(reparse(&code), Err(WireError::BadCode { ty: 133, code: 1 }));
-        let zero_opt = icmpv6::build(Ipv6Addr::UNSPECIFIED, v6("ff02::2"), 255, 133, 0, &[0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]);
+        let zero_opt = icmpv6::build(
+            Ipv6Addr::UNSPECIFIED,
+            v6("ff02::2"),
+            255,
+            133,
+            0,
+            &[0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0],
+        );
         assert_eq!(reparse(&zero_opt), Err(WireError::ZeroLengthOption));
-        let overflow = icmpv6::build(Ipv6Addr::UNSPECIFIED, v6("ff02::2"), 255, 133, 0, &[0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0, 0]);
+        let overflow = icmpv6::build(
+            Ipv6Addr::UNSPECIFIED,
+            v6("ff02::2"),
+            255,
+            133,
+            0,
+            &[0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0, 0],
+        );
         assert_eq!(reparse(&overflow), Err(WireError::OptionOverflow));
         let short_ns = icmpv6::build(v6("fe80::1"), v6("fe80::2"), 255, 135, 0, &[0; 8]);
         assert!(matches!(reparse(&short_ns), Err(WireError::Truncated { .. })));
         let echo = icmpv6::build(v6("fe80::1"), v6("fe80::2"), 64, 128, 0, &[0; 4]);
         assert_eq!(reparse(&echo), Err(WireError::NotNd(128)));
-        let mcast_target = NdRepr::NeighborSolicit { target: v6("ff02::1"), source_lla: None }.emit(v6("fe80::1"), v6("fe80::2"));
+        let mcast_target = NdRepr::NeighborSolicit {
+            target: v6("ff02::1"),
+            source_lla: None,
+        }
+        .emit(v6("fe80::1"), v6("fe80::2"));
         assert!(matches!(reparse(&mcast_target), Err(WireError::InvalidNd(_))));
     }
 
     /// A packet an attacker could build whose options end one byte early.
     #[test]
     fn odd_option_tail_is_an_error() {
-        let p = icmpv6::build(Ipv6Addr::UNSPECIFIED, v6("ff02::2"), 255, 133, 0, &[0, 0, 0, 0, 1]);
+        let p = icmpv6::build(
+            Ipv6Addr::UNSPECIFIED,
+            v6("ff02::2"),
+            255,
+            133,
+            0,
+            &[0, 0, 0, 0, 1],
+        );
         assert_eq!(reparse(&p), Err(WireError::OptionOverflow));
     }
 
@@ -443,26 +515,54 @@ mod tests {
     }
 
     fn arb_pio() -> impl Strategy<Value = PrefixInfo> {
-        (0u8..=128, any::<u8>(), any::<u32>(), any::<u32>(), any::<[u8; 16]>()).prop_map(|(l, f, v, p, a)| PrefixInfo {
-            prefix_len: l,
-            flags: f,
-            valid_lifetime: v,
-            preferred_lifetime: p,
-            prefix: a.into(),
-        })
+        (
+            0u8..=128,
+            any::<u8>(),
+            any::<u32>(),
+            any::<u32>(),
+            any::<[u8; 16]>(),
+        )
+            .prop_map(|(l, f, v, p, a)| PrefixInfo {
+                prefix_len: l,
+                flags: f,
+                valid_lifetime: v,
+                preferred_lifetime: p,
+                prefix: a.into(),
+            })
     }
 
     fn arb_nd() -> impl Strategy<Value = NdRepr> {
         prop_oneof![
             arb_lla().prop_map(|source_lla| NdRepr::RouterSolicit { source_lla }),
-            (any::<u8>(), any::<u8>(), any::<u16>(), any::<u32>(), any::<u32>(), arb_lla(),
-             proptest::option::of(any::<u32>()), proptest::collection::vec(arb_pio(), 0..4))
+            (
+                any::<u8>(),
+                any::<u8>(),
+                any::<u16>(),
+                any::<u32>(),
+                any::<u32>(),
+                arb_lla(),
+                proptest::option::of(any::<u32>()),
+                proptest::collection::vec(arb_pio(), 0..4)
+            )
                 .prop_map(|(h, f, l, r, t, s, m, p)| NdRepr::RouterAdvert {
-                    cur_hop_limit: h, flags: f, router_lifetime: l, reachable_time: r,
-                    retrans_time: t, source_lla: s, mtu: m, prefixes: p,
+                    cur_hop_limit: h,
+                    flags: f,
+                    router_lifetime: l,
+                    reachable_time: r,
+                    retrans_time: t,
+                    source_lla: s,
+                    mtu: m,
+                    prefixes: p,
                 }),
-            (arb_unicast(), arb_lla()).prop_map(|(target, source_lla)| NdRepr::NeighborSolicit { target, source_lla }),
-            (any::<u8>(), arb_unicast(), arb_lla()).prop_map(|(flags, target, target_lla)| NdRepr::NeighborAdvert { flags, target, target_lla }),
+            (arb_unicast(), arb_lla())
+                .prop_map(|(target, source_lla)| NdRepr::NeighborSolicit { target, source_lla }),
+            (any::<u8>(), arb_unicast(), arb_lla()).prop_map(|(flags, target, target_lla)| {
+                NdRepr::NeighborAdvert {
+                    flags,
+                    target,
+                    target_lla,
+                }
+            }),
         ]
     }
 

@@ -1,0 +1,372 @@
+//! The tunnel's UDP/IPv4 socket.
+//!
+//! `std::net::UdpSocket` does the binding and plain sends; this wrapper adds the three things
+//! 6bed4 needs that std cannot express:
+//! - a per-datagram IPv4 TTL (`sendmsg` with an `IP_TTL` control message), so keepalives can
+//!   use a TTL just large enough to refresh the local NAT mapping without the socket's
+//!   default changing for concurrent traffic;
+//! - truncation detection on receive (`recvmsg` and `MSG_TRUNC`), so an oversized datagram is
+//!   reported and dropped on purpose instead of being forwarded as a silently cut IPv6 packet;
+//! - even-port binding for the v01 wire profile.
+//!
+//! Outgoing datagrams never carry the Don't Fragment bit (`IP_PMTUDISC_DONT`). A 6bed4 tunnel
+//! promises its IPv6 side the minimum IPv6 MTU of 1280 bytes, so with UDP and IPv4 headers the
+//! outer datagram reaches 1308 bytes, which some IPv4 paths (PPPoE, other tunnels) cannot carry
+//! whole. With DF set such a datagram is dropped, and the ICMP "fragmentation needed" that
+//! should report it is routinely filtered or, behind NAT, never reaches us — a black hole for
+//! every large packet. Letting IPv4 routers fragment keeps the 1280-byte promise on any path.
+//! The C reference implementation sets DF on everything, and this is one of its faults.
+
+use std::io;
+use std::mem;
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+
+/// How many random binds [`TunnelSocket::bind_even_port`] tries before giving up. The kernel
+/// picks ephemeral UDP ports uniformly, so each try is even with probability about ½ and 64
+/// failures in a row mean something other than bad luck (for example an exhausted range).
+const EVEN_PORT_TRIES: usize = 64;
+
+/// A UDP/IPv4 socket carrying 6bed4 datagrams.
+#[derive(Debug)]
+pub struct TunnelSocket {
+    sock: UdpSocket,
+    local: SocketAddrV4,
+}
+
+impl TunnelSocket {
+    /// Binds to `addr`; port 0 lets the kernel choose a random free port.
+    pub fn bind(addr: SocketAddrV4) -> io::Result<Self> {
+        let sock = UdpSocket::bind(addr)
+            .map_err(|e| io::Error::new(e.kind(), format!("bind UDP socket to {addr}: {e}")))?;
+        set_int_opt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_DONT,
+        )
+        .map_err(|e| io::Error::new(e.kind(), format!("clear DF on UDP socket {addr}: {e}")))?;
+        let local = match sock.local_addr() {
+            Ok(std::net::SocketAddr::V4(a)) => a,
+            Ok(other) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("UDP socket for {addr} reports non-IPv4 address {other}"),
+                ))
+            }
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("local address of UDP socket {addr}: {e}"),
+                ))
+            }
+        };
+        Ok(TunnelSocket { sock, local })
+    }
+
+    /// Binds to `ip` on a kernel-chosen even port, as the v01 wire profile requires, retrying
+    /// random binds a bounded number of times.
+    pub fn bind_even_port(ip: Ipv4Addr) -> io::Result<Self> {
+        for _ in 0..EVEN_PORT_TRIES {
+            let sock = Self::bind(SocketAddrV4::new(ip, 0))?;
+            if sock.local.port() % 2 == 0 {
+                return Ok(sock);
+            }
+            // Dropping `sock` frees the odd port before the next try.
+        }
+        Err(io::Error::new(
+            io::ErrorKind::AddrNotAvailable,
+            format!("bind UDP socket to {ip}: no even port after {EVEN_PORT_TRIES} tries"),
+        ))
+    }
+
+    /// The address the socket is bound to, with the port the kernel chose. Recorded at bind
+    /// time (an unconnected UDP socket's local address never changes afterwards), so this
+    /// never fails; it returns `io::Result` to read like `std::net::UdpSocket::local_addr`.
+    pub fn local_addr(&self) -> io::Result<SocketAddrV4> {
+        Ok(self.local)
+    }
+
+    /// Sends one datagram with the socket's default TTL.
+    pub fn send_to(&self, payload: &[u8], to: SocketAddrV4) -> io::Result<usize> {
+        self.sock.send_to(payload, to)
+    }
+
+    /// Sends one datagram with IPv4 TTL `ttl`, for this datagram only: the TTL travels as an
+    /// `IP_TTL` control message, so the socket's default stays untouched for all other sends.
+    pub fn send_to_with_ttl(&self, payload: &[u8], to: SocketAddrV4, ttl: u8) -> io::Result<usize> {
+        if ttl == 0 {
+            // The kernel rejects TTL 0 with EINVAL; say why.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "IPv4 TTL must be 1..=255",
+            ));
+        }
+        let mut dst = sockaddr_v4(to);
+        let mut iov = libc::iovec {
+            iov_base: payload.as_ptr() as *mut libc::c_void,
+            iov_len: payload.len(),
+        };
+        let mut cbuf = CmsgBuf::new();
+        let ttl_value = libc::c_int::from(ttl);
+        // SAFETY: CMSG_SPACE is a pure size computation.
+        let space = unsafe { libc::CMSG_SPACE(mem::size_of::<libc::c_int>() as u32) } as usize;
+
+        // SAFETY: msghdr is plain old data; all-zero means no name, data or control.
+        let mut mh: libc::msghdr = unsafe { mem::zeroed() };
+        mh.msg_name = (&mut dst as *mut libc::sockaddr_in).cast();
+        mh.msg_namelen = mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        mh.msg_iov = &mut iov;
+        mh.msg_iovlen = 1;
+        mh.msg_control = cbuf.0.as_mut_ptr().cast();
+        mh.msg_controllen = space as _;
+        // SAFETY: `mh.msg_control` points at `cbuf`, which is aligned for cmsghdr and at
+        // least `space` bytes long, so CMSG_FIRSTHDR returns a valid, writable header and
+        // CMSG_DATA points inside the buffer with room for one c_int.
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(&mh);
+            if cmsg.is_null() {
+                return Err(io::Error::other("no room for the IP_TTL control message"));
+            }
+            (*cmsg).cmsg_level = libc::IPPROTO_IP;
+            (*cmsg).cmsg_type = libc::IP_TTL;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(mem::size_of::<libc::c_int>() as u32) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), ttl_value);
+        }
+        loop {
+            // SAFETY: every pointer in `mh` (destination, iovec over `payload`, control
+            // buffer) refers to live memory of the length recorded next to it.
+            let n = unsafe { libc::sendmsg(self.sock.as_raw_fd(), &mh, 0) };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+
+    /// Receives one datagram into `buf`, returning its length (at most `buf.len()`), its
+    /// sender, and whether it was longer than `buf` and so got truncated — the caller must
+    /// then drop it, as the tail is gone.
+    pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddrV4, bool)> {
+        let (n, from, truncated, _) = recv_msg(self.sock.as_raw_fd(), buf, false)?;
+        Ok((n, from, truncated))
+    }
+
+    /// Switches `O_NONBLOCK` on or off; the daemon's `poll` loop wants it on.
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        self.sock.set_nonblocking(nonblocking)
+    }
+}
+
+impl AsRawFd for TunnelSocket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.sock.as_raw_fd()
+    }
+}
+
+impl AsFd for TunnelSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+}
+
+/// A control-message buffer aligned for `cmsghdr`, large enough for one int-sized message.
+#[repr(C, align(8))]
+struct CmsgBuf([u8; 64]);
+
+impl CmsgBuf {
+    fn new() -> Self {
+        CmsgBuf([0; 64])
+    }
+}
+
+fn sockaddr_v4(a: SocketAddrV4) -> libc::sockaddr_in {
+    // SAFETY: sockaddr_in is plain old data; all-zero is valid (and zeroes sin_zero).
+    let mut sa: libc::sockaddr_in = unsafe { mem::zeroed() };
+    sa.sin_family = libc::AF_INET as libc::sa_family_t;
+    sa.sin_port = a.port().to_be();
+    sa.sin_addr = libc::in_addr {
+        s_addr: u32::from_ne_bytes(a.ip().octets()),
+    };
+    sa
+}
+
+/// `recvmsg` on a UDP/IPv4 socket: (length, sender, truncated, received TTL if `IP_RECVTTL`
+/// is on and `want_ttl` asked for it). Shared with the tests, which read the TTL back.
+fn recv_msg(
+    fd: RawFd,
+    buf: &mut [u8],
+    want_ttl: bool,
+) -> io::Result<(usize, SocketAddrV4, bool, Option<u8>)> {
+    // SAFETY: sockaddr_in is plain old data; the kernel overwrites it.
+    let mut from: libc::sockaddr_in = unsafe { mem::zeroed() };
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut cbuf = CmsgBuf::new();
+    // SAFETY: msghdr is plain old data; all-zero means no name, data or control.
+    let mut mh: libc::msghdr = unsafe { mem::zeroed() };
+    mh.msg_name = (&mut from as *mut libc::sockaddr_in).cast();
+    mh.msg_namelen = mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    mh.msg_iov = &mut iov;
+    mh.msg_iovlen = 1;
+    if want_ttl {
+        mh.msg_control = cbuf.0.as_mut_ptr().cast();
+        mh.msg_controllen = cbuf.0.len() as _;
+    }
+    let n = loop {
+        // SAFETY: `mh` points at `from`, at `iov` (over `buf`) and at `cbuf`, all alive for the
+        // call and of the sizes recorded in `mh`.
+        let n = unsafe { libc::recvmsg(fd, &mut mh, 0) };
+        if n >= 0 {
+            break n as usize;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    };
+    let truncated = mh.msg_flags & libc::MSG_TRUNC != 0;
+    let ip = Ipv4Addr::from(from.sin_addr.s_addr.to_ne_bytes());
+    let sender = SocketAddrV4::new(ip, u16::from_be(from.sin_port));
+
+    let mut ttl = None;
+    if want_ttl {
+        // SAFETY: the kernel filled `cbuf` and set `msg_controllen`; the CMSG macros walk it
+        // within those bounds, and an IP_TTL message carries one c_int (read unaligned).
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(&mh);
+            while !cmsg.is_null() {
+                if (*cmsg).cmsg_level == libc::IPPROTO_IP && (*cmsg).cmsg_type == libc::IP_TTL {
+                    let v = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
+                    ttl = u8::try_from(v).ok();
+                }
+                cmsg = libc::CMSG_NXTHDR(&mh, cmsg);
+            }
+        }
+    }
+    Ok((n, sender, truncated, ttl))
+}
+
+fn set_int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+    // SAFETY: the option value is an int; we pass a pointer to one and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::testns::in_netns;
+
+    fn get_int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int) -> libc::c_int {
+        let mut v: libc::c_int = -1;
+        let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `v`.
+        let rc = unsafe { libc::getsockopt(fd, level, name, (&mut v as *mut libc::c_int).cast(), &mut len) };
+        assert_eq!(rc, 0, "getsockopt: {}", io::Error::last_os_error());
+        v
+    }
+
+    fn loopback_pair() -> (TunnelSocket, TunnelSocket) {
+        let a = TunnelSocket::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).expect("bind a");
+        let b = TunnelSocket::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).expect("bind b");
+        (a, b)
+    }
+
+    #[test]
+    fn per_datagram_ttl_is_seen_by_the_receiver() {
+        in_netns(|| {
+            let (tx, rx) = loopback_pair();
+            set_int_opt(rx.as_raw_fd(), libc::IPPROTO_IP, libc::IP_RECVTTL, 1).expect("IP_RECVTTL");
+            let to = rx.local_addr().expect("addr");
+            let mut buf = [0u8; 64];
+
+            assert_eq!(tx.send_to_with_ttl(b"keepalive", to, 3).expect("send ttl 3"), 9);
+            let (n, from, trunc, ttl) = recv_msg(rx.as_raw_fd(), &mut buf, true).expect("recv");
+            assert_eq!(
+                (&buf[..n], from, trunc),
+                (&b"keepalive"[..], tx.local_addr().expect("addr"), false)
+            );
+            assert_eq!(ttl, Some(3));
+
+            // The next plain send is back to the default: the TTL applied to one datagram.
+            tx.send_to(b"normal", to).expect("send");
+            let (n, _, _, ttl) = recv_msg(rx.as_raw_fd(), &mut buf, true).expect("recv");
+            assert_eq!(&buf[..n], b"normal");
+            assert_eq!(ttl, Some(64));
+
+            assert!(tx.send_to_with_ttl(b"x", to, 0).is_err());
+        });
+    }
+
+    #[test]
+    fn oversized_datagram_is_reported_truncated() {
+        in_netns(|| {
+            let (tx, rx) = loopback_pair();
+            let to = rx.local_addr().expect("addr");
+            let big = vec![0x5a; 2000];
+            tx.send_to(&big, to).expect("send");
+            let mut buf = [0u8; 1500];
+            let (n, _, truncated) = rx.recv_from(&mut buf).expect("recv");
+            assert_eq!(n, 1500);
+            assert!(truncated);
+
+            tx.send_to(&big[..1500], to).expect("send");
+            let (n, _, truncated) = rx.recv_from(&mut buf).expect("recv");
+            assert_eq!((n, truncated), (1500, false), "exactly fitting is not truncated");
+        });
+    }
+
+    #[test]
+    fn even_port_and_no_df() {
+        in_netns(|| {
+            for _ in 0..20 {
+                let s = TunnelSocket::bind_even_port(Ipv4Addr::LOCALHOST).expect("even bind");
+                let port = s.local_addr().expect("addr").port();
+                assert_eq!(port % 2, 0, "port {port}");
+                assert_ne!(port, 0);
+                assert_eq!(
+                    get_int_opt(s.as_raw_fd(), libc::IPPROTO_IP, libc::IP_MTU_DISCOVER),
+                    libc::IP_PMTUDISC_DONT
+                );
+            }
+        });
+    }
+
+    #[test]
+    fn nonblocking_receive_would_block() {
+        in_netns(|| {
+            let (_, rx) = loopback_pair();
+            rx.set_nonblocking(true).expect("nonblocking");
+            let mut buf = [0u8; 16];
+            let err = rx.recv_from(&mut buf).expect_err("nothing to read");
+            assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        });
+    }
+
+    #[test]
+    fn bind_error_names_the_address() {
+        in_netns(|| {
+            // 192.0.2.1 (TEST-NET-1) is not on any interface in the namespace.
+            let addr = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 0);
+            let err = TunnelSocket::bind(addr).expect_err("not a local address");
+            assert!(err.to_string().contains("192.0.2.1"), "{err}");
+        });
+    }
+}
