@@ -18,7 +18,7 @@
 use std::fmt;
 use std::io;
 use std::mem;
-use std::net::Ipv6Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
@@ -57,6 +57,7 @@ const RTM_GETROUTE: u16 = 26;
 const RT_TABLE_MAIN: u8 = 254;
 const RTPROT_STATIC: u8 = 4;
 const RT_SCOPE_UNIVERSE: u8 = 0;
+const RT_SCOPE_LINK: u8 = 253;
 const RTN_UNICAST: u8 = 1;
 const RTN_LOCAL: u8 = 2;
 const RTA_DST: u16 = 1;
@@ -358,6 +359,35 @@ impl Netlink {
             Err(e) if errno_of(&e) == Some(libc::ESRCH) => Ok(()),
             other => other,
         }
+    }
+
+    /// Adds an IPv4 address (the kernel adds the connected route for its subnet).
+    pub fn add_address_v4(&mut self, ifindex: u32, addr: Ipv4Addr, prefix_len: u8) -> io::Result<()> {
+        let op = format!("add address {addr}/{prefix_len} on ifindex {ifindex}");
+        if prefix_len > 32 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{op}: prefix length over 32")));
+        }
+        let seq = self.next_seq();
+        self.request(&address_request_v4(seq, ifindex, addr, prefix_len), seq, &op)
+    }
+
+    /// Adds (or replaces) an IPv4 route out of `ifindex`, through `via` when given.
+    pub fn add_route_v4(
+        &mut self,
+        ifindex: u32,
+        prefix: Ipv4Addr,
+        prefix_len: u8,
+        via: Option<Ipv4Addr>,
+    ) -> io::Result<()> {
+        let op = match via {
+            Some(gw) => format!("add route {prefix}/{prefix_len} via {gw} on ifindex {ifindex}"),
+            None => format!("add route {prefix}/{prefix_len} on ifindex {ifindex}"),
+        };
+        if prefix_len > 32 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{op}: prefix length over 32")));
+        }
+        let seq = self.next_seq();
+        self.request(&route_request_v4(seq, ifindex, prefix, prefix_len, via), seq, &op)
     }
 
     fn next_seq(&mut self) -> u32 {
@@ -723,6 +753,37 @@ fn route_request(
         push_attr(&mut body, RTA_GATEWAY, &gw.octets());
     }
     nlmsg(msg_type, flags, seq, &body)
+}
+
+fn address_request_v4(seq: u32, ifindex: u32, addr: Ipv4Addr, prefix_len: u8) -> Vec<u8> {
+    let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
+    let mut body = ifaddrmsg(libc::AF_INET as u8, prefix_len, 0, RT_SCOPE_UNIVERSE, ifindex);
+    push_attr(&mut body, IFA_LOCAL, &addr.octets());
+    push_attr(&mut body, IFA_ADDRESS, &addr.octets());
+    nlmsg(RTM_NEWADDR, flags, seq, &body)
+}
+
+fn route_request_v4(seq: u32, ifindex: u32, prefix: Ipv4Addr, prefix_len: u8, via: Option<Ipv4Addr>) -> Vec<u8> {
+    let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
+    let mut body = rtmsg_v6(prefix_len);
+    body[0] = libc::AF_INET as u8;
+    if via.is_none() {
+        // A device route: the destination is on the link.
+        body[6] = RT_SCOPE_LINK;
+    }
+    let mask = match prefix_len {
+        0 => 0,
+        l => u32::MAX << (32 - u32::from(l.min(32))),
+    };
+    let dst = Ipv4Addr::from(u32::from(prefix) & mask);
+    if prefix_len > 0 {
+        push_attr(&mut body, RTA_DST, &dst.octets());
+    }
+    push_attr(&mut body, RTA_OIF, &ifindex.to_ne_bytes());
+    if let Some(gw) = via {
+        push_attr(&mut body, RTA_GATEWAY, &gw.octets());
+    }
+    nlmsg(RTM_NEWROUTE, flags, seq, &body)
 }
 
 // ---------------------------------------------------------------------------------------------

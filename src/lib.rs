@@ -1,0 +1,16 @@
+//! `bedlab`: a network lab and conformance harness for 6bed4.
+//!
+//! - [`topology`]: the lab model, read from TOML (`topologies/*.toml`) or built in Rust, and
+//!   validated before anything is created.
+//! - [`fabric`]: the userspace network between the lab's namespaces: links with impairments,
+//!   segments, routers and NATs, as a sans-IO core plus an epoll shell over TUN devices.
+//! - [`capture`]: pcapng writing (every link end, and the interfaces inside each host) and
+//!   reading.
+
+pub mod capture;
+pub mod fabric;
+pub mod netns;
+pub mod preflight;
+pub mod process;
+pub mod runs;
+pub mod topology;

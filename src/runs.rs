@@ -1,0 +1,221 @@
+//! Run records and garbage collection of dead runs.
+//!
+//! Every lab run writes `/run/bedlab/<run-id>/run.json` before it creates anything, and
+//! adds each namespace's inode to it before any process is started there. If bedlab is
+//! killed, its namespaces die with their last process; `gc` (run by `bedlab gc` and at every
+//! start) finds records whose owner is gone, kills the processes still inside those
+//! namespaces (and only those), and removes the record. Nothing else on the machine is
+//! touched.
+
+use serde::{Deserialize, Serialize};
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Where run records live (tmpfs: gone after a reboot, as are the namespaces).
+pub const STATE_ROOT: &str = "/run/bedlab";
+
+/// A namespace that belongs to a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NsRecord {
+    pub node: String,
+    pub inode: u64,
+    /// The descriptor number in the owner process (`/proc/<pid>/fd/<fd>`), for `bedlab exec`.
+    pub fd: i32,
+}
+
+/// What a run leaves on disk while it is alive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub pid: u32,
+    /// The owner's start time in clock ticks (`/proc/<pid>/stat` field 22): a reused pid
+    /// has another.
+    pub pid_start: u64,
+    pub topology: String,
+    pub artifacts: PathBuf,
+    pub namespaces: Vec<NsRecord>,
+}
+
+impl RunRecord {
+    /// A record for a run owned by this process.
+    pub fn for_this_process(run_id: &str, topology: &str, artifacts: &Path) -> io::Result<RunRecord> {
+        let pid = std::process::id();
+        Ok(RunRecord {
+            run_id: run_id.to_string(),
+            pid,
+            pid_start: process_start(pid).ok_or_else(|| io::Error::other("cannot read own start time"))?,
+            topology: topology.to_string(),
+            artifacts: artifacts.to_path_buf(),
+            namespaces: Vec::new(),
+        })
+    }
+
+    pub fn dir(root: &Path, run_id: &str) -> PathBuf {
+        root.join(run_id)
+    }
+
+    /// Writes the record atomically (temporary file, then rename).
+    pub fn save(&self, root: &Path) -> io::Result<()> {
+        let dir = Self::dir(root, &self.run_id);
+        std::fs::create_dir_all(&dir)?;
+        let tmp = dir.join("run.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self).map_err(io::Error::other)?)?;
+        std::fs::rename(tmp, dir.join("run.json"))
+    }
+
+    pub fn load(path: &Path) -> io::Result<RunRecord> {
+        let bytes = std::fs::read(path)?;
+        serde_json::from_slice(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))
+    }
+
+    /// Removes the record (at a clean teardown).
+    pub fn remove(&self, root: &Path) -> io::Result<()> {
+        match std::fs::remove_dir_all(Self::dir(root, &self.run_id)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the owning bedlab process is still running.
+    pub fn owner_alive(&self) -> bool {
+        process_start(self.pid) == Some(self.pid_start)
+    }
+}
+
+/// Every run record under `root` (unreadable ones are returned as errors with their path).
+pub fn list(root: &Path) -> Vec<(PathBuf, io::Result<RunRecord>)> {
+    let Ok(entries) = std::fs::read_dir(root) else { return Vec::new() };
+    let mut out: Vec<_> = entries
+        .flatten()
+        .map(|e| e.path().join("run.json"))
+        .filter(|p| p.exists())
+        .map(|p| {
+            let r = RunRecord::load(&p);
+            (p, r)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// What a garbage collection did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct GcReport {
+    pub runs_reaped: Vec<String>,
+    pub processes_killed: Vec<u32>,
+    pub live_runs: Vec<String>,
+}
+
+/// Reaps every run under `root` whose owner is gone.
+pub fn gc(root: &Path) -> GcReport {
+    let mut report = GcReport::default();
+    for (path, record) in list(root) {
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("ignoring unreadable run record {}: {e}", path.display());
+                continue;
+            }
+        };
+        if record.owner_alive() {
+            report.live_runs.push(record.run_id);
+            continue;
+        }
+        let inodes: Vec<u64> = record.namespaces.iter().map(|n| n.inode).collect();
+        report.processes_killed.extend(kill_processes_in(&inodes));
+        let _ = record.remove(root);
+        report.runs_reaped.push(record.run_id);
+    }
+    report
+}
+
+/// SIGKILLs every process whose network namespace is one of `inodes`; returns their pids.
+/// Namespace inodes are unique while the namespace lives, and a namespace with a process in
+/// it is alive, so this touches only processes inside the dead run's namespaces.
+pub fn kill_processes_in(inodes: &[u64]) -> Vec<u32> {
+    if inodes.is_empty() {
+        return Vec::new();
+    }
+    let me = std::process::id();
+    let mut killed = Vec::new();
+    for _round in 0..5 {
+        let victims: Vec<u32> = all_pids()
+            .into_iter()
+            .filter(|&pid| pid != me)
+            .filter(|&pid| crate::netns::netns_inode_of(pid).is_some_and(|ino| inodes.contains(&ino)))
+            .collect();
+        if victims.is_empty() {
+            break;
+        }
+        for &pid in &victims {
+            crate::process::kill_group(pid, libc::SIGKILL);
+            if !killed.contains(&pid) {
+                killed.push(pid);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    killed
+}
+
+fn all_pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .map(|d| d.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// A process's start time in clock ticks, or `None` if it does not exist.
+pub fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: fields start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    // After ')' come fields 3.. ; starttime is field 22, i.e. index 19 here.
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// A new run id: time plus randomness, unique across parallel labs.
+pub fn new_run_id() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let noise: u32 = rand::random();
+    format!("bl{:x}{:06x}", now.as_secs(), noise & 0xFF_FFFF)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_start_time_is_readable_and_stable() {
+        let me = std::process::id();
+        let a = process_start(me).unwrap();
+        assert_eq!(process_start(me), Some(a));
+        assert_eq!(process_start(u32::MAX), None);
+    }
+
+    #[test]
+    fn records_round_trip_and_dead_owners_are_reaped() {
+        let root = tempfile::tempdir().unwrap();
+        let mut live = RunRecord::for_this_process("live", "t", Path::new("/tmp")).unwrap();
+        live.namespaces.push(NsRecord { node: "a".into(), inode: 1, fd: 3 });
+        live.save(root.path()).unwrap();
+        let loaded = RunRecord::load(&root.path().join("live/run.json")).unwrap();
+        assert_eq!(loaded, live);
+        // A record whose owner pid exists but started at another time is dead (pid reuse).
+        let mut dead = live.clone();
+        dead.run_id = "dead".into();
+        dead.pid_start += 1;
+        dead.namespaces.clear();
+        dead.save(root.path()).unwrap();
+        let report = gc(root.path());
+        assert_eq!(report.runs_reaped, vec!["dead".to_string()]);
+        assert_eq!(report.live_runs, vec!["live".to_string()]);
+        assert!(!root.path().join("dead").exists());
+        assert!(root.path().join("live").exists());
+    }
+
+    #[test]
+    fn run_ids_are_unique() {
+        let ids: std::collections::HashSet<_> = (0..100).map(|_| new_run_id()).collect();
+        assert_eq!(ids.len(), 100);
+    }
+}
