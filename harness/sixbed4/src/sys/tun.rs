@@ -329,3 +329,10 @@ mod tests {
         });
     }
 }
+
+impl From<Tun> for std::os::fd::OwnedFd {
+    /// Hands the descriptor over (the interface lives as long as the descriptor does).
+    fn from(tun: Tun) -> Self {
+        tun.file.into()
+    }
+}
