@@ -17,6 +17,7 @@ pub mod addr;
 pub mod cli;
 pub mod counters;
 pub mod events;
+pub mod fuzzing;
 pub mod io;
 pub mod peer;
 pub mod profile;
