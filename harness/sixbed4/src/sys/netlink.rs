@@ -365,7 +365,10 @@ impl Netlink {
     pub fn add_address_v4(&mut self, ifindex: u32, addr: Ipv4Addr, prefix_len: u8) -> io::Result<()> {
         let op = format!("add address {addr}/{prefix_len} on ifindex {ifindex}");
         if prefix_len > 32 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{op}: prefix length over 32")));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{op}: prefix length over 32"),
+            ));
         }
         let seq = self.next_seq();
         self.request(&address_request_v4(seq, ifindex, addr, prefix_len), seq, &op)
@@ -384,7 +387,10 @@ impl Netlink {
             None => format!("add route {prefix}/{prefix_len} on ifindex {ifindex}"),
         };
         if prefix_len > 32 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{op}: prefix length over 32")));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{op}: prefix length over 32"),
+            ));
         }
         let seq = self.next_seq();
         self.request(&route_request_v4(seq, ifindex, prefix, prefix_len, via), seq, &op)
@@ -763,7 +769,13 @@ fn address_request_v4(seq: u32, ifindex: u32, addr: Ipv4Addr, prefix_len: u8) ->
     nlmsg(RTM_NEWADDR, flags, seq, &body)
 }
 
-fn route_request_v4(seq: u32, ifindex: u32, prefix: Ipv4Addr, prefix_len: u8, via: Option<Ipv4Addr>) -> Vec<u8> {
+fn route_request_v4(
+    seq: u32,
+    ifindex: u32,
+    prefix: Ipv4Addr,
+    prefix_len: u8,
+    via: Option<Ipv4Addr>,
+) -> Vec<u8> {
     let flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
     let mut body = rtmsg_v6(prefix_len);
     body[0] = libc::AF_INET as u8;
