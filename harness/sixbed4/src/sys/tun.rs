@@ -161,6 +161,13 @@ pub(crate) fn set_fd_nonblocking(fd: RawFd, nonblocking: bool) -> io::Result<()>
     Ok(())
 }
 
+impl From<Tun> for std::os::fd::OwnedFd {
+    /// Hands the descriptor over (the interface lives as long as the descriptor does).
+    fn from(tun: Tun) -> Self {
+        tun.file.into()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,12 +334,5 @@ mod tests {
             let err = name_to_index("bedgone").expect_err("interface should be gone");
             assert!(err.to_string().contains("bedgone"), "{err}");
         });
-    }
-}
-
-impl From<Tun> for std::os::fd::OwnedFd {
-    /// Hands the descriptor over (the interface lives as long as the descriptor does).
-    fn from(tun: Tun) -> Self {
-        tun.file.into()
     }
 }
