@@ -9,6 +9,8 @@
 
 pub mod capture;
 pub mod fabric;
+pub mod lab;
+pub mod nat;
 pub mod netns;
 pub mod preflight;
 pub mod process;

@@ -1,78 +1,383 @@
 //! `bedlab`: a network-namespace lab and conformance harness for 6bed4.
-//!
-//! The lab (topologies, scenarios, conformance checks, golden reports) is under construction.
-//! Until it lands this binary only explains where things are; `make run` shows the project's
-//! own 6bed4 router and peers working across two NATs in throwaway namespaces.
 
-use clap::{Parser, Subcommand};
+use anyhow::{bail, Context, Result};
+use bedlab::lab::{Lab, LabError, LabOptions};
+use bedlab::netns::NetNs;
+use bedlab::runs::{self, RunRecord};
+use bedlab::topology::Topology;
+use clap::{Args, Parser, Subcommand};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-const ABOUT: &str = "A network-namespace lab and conformance harness for 6bed4 \
-(under construction: try `make run`).";
-
-const LONG_ABOUT: &str = "\
-A network-namespace lab and conformance harness for 6bed4
-(peer-to-peer IPv6 tunnelled over UDP/IPv4).
-
-The lab and the conformance runs are under construction: this binary
-does not build topologies or run scenarios yet. What works today:
-
-  make run     build everything, then run the demo: a 6bed4 router on a
-               public address and two peers, each behind its own
-               masquerade NAT, in throwaway network namespaces (root)
-  make test    fmt, clippy, unit tests and the end-to-end namespace
-               test (the namespace test needs root)
-  make bench   codec benchmarks and a namespace throughput table
-
-The project's own 6bed4 peer and router is the `sixbed4` binary;
-README.md shows how to run it by hand.";
-
-#[derive(Debug, Parser)]
-#[command(name = "bedlab", about = ABOUT, long_about = LONG_ABOUT)]
+/// A network lab and conformance harness for 6bed4 (IPv6 tunnelled over UDP/IPv4).
+///
+/// bedlab turns a topology file into real Linux network namespaces wired through a
+/// userspace fabric (delay, loss, reordering, rate limits, NATs), runs processes inside
+/// them and captures every link into one pcapng per run.
+///
+/// Typical session (as root):
+///   bedlab validate topologies/two-nats.toml     check a topology without building it
+///   bedlab up topologies/two-nats.toml           build it; stays up until Ctrl-C
+///   bedlab exec peer-a -- ping -c1 198.51.100.1  run a command inside a node
+///   bedlab shell peer-a                          an interactive shell inside a node
+///   bedlab down                                  tear a running lab down
+///   bedlab gc                                    reap what killed runs left
+#[derive(Parser, Debug)]
+#[command(name = "bedlab", version, about, long_about, verbatim_doc_comment)]
 struct Cli {
     #[command(subcommand)]
-    command: Option<Command>,
+    command: Cmd,
+    /// Where run records live.
+    #[arg(long, global = true, default_value = runs::STATE_ROOT, hide = true)]
+    state_root: PathBuf,
+    /// Log level for stderr (error, warn, info, debug, trace).
+    #[arg(long, global = true, default_value = "warn")]
+    log: String,
 }
 
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Print the version of bedlab.
-    Version,
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Build a topology and keep it running until Ctrl-C (or `bedlab down`).
+    Up(UpArgs),
+    /// Run a command inside a node of a running lab.
+    Exec(ExecArgs),
+    /// Open an interactive shell inside a node of a running lab.
+    Shell(ShellArgs),
+    /// Tear down running labs (all of them with --all).
+    Down(DownArgs),
+    /// Reap namespaces and processes left by labs whose bedlab process died.
+    Gc(JsonArg),
+    /// List lab runs on this machine.
+    Ps(JsonArg),
+    /// Parse and validate topology files; errors name file:line:col.
+    Validate(ValidateArgs),
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    match cli.command {
-        Some(Command::Version) => {
-            println!("bedlab {}", env!("CARGO_PKG_VERSION"));
+#[derive(Args, Debug)]
+struct UpArgs {
+    /// Topology file (see topologies/).
+    topology: PathBuf,
+    /// Directory for run artifacts (capture, logs): <out>/<run-id>/.
+    #[arg(long, default_value = "out")]
+    out: PathBuf,
+    /// Do not capture packets.
+    #[arg(long)]
+    no_capture: bool,
+    /// Print the lab's description as JSON once it is up.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct RunSel {
+    /// Which running lab (needed only when several run).
+    #[arg(long)]
+    run: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct ExecArgs {
+    #[command(flatten)]
+    sel: RunSel,
+    /// Node to run in.
+    node: String,
+    /// The command and its arguments (after `--`).
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+struct ShellArgs {
+    #[command(flatten)]
+    sel: RunSel,
+    /// Node to open a shell in.
+    node: String,
+}
+
+#[derive(Args, Debug)]
+struct DownArgs {
+    #[command(flatten)]
+    sel: RunSel,
+    /// Tear down every running lab.
+    #[arg(long)]
+    all: bool,
+}
+
+#[derive(Args, Debug)]
+struct JsonArg {
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct ValidateArgs {
+    #[arg(required = true)]
+    topologies: Vec<PathBuf>,
+}
+
+/// An error whose exit code is 2: the user's input was wrong.
+#[derive(Debug)]
+struct InputError(String);
+impl std::fmt::Display for InputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for InputError {}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn install_stop_handlers() {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
         }
-        None => {
-            println!("bedlab: the lab and conformance runs are under construction.");
-            println!("Run `make run` for the namespace demo, or `bedlab --help` for more.");
-        }
+    }
+}
+
+fn up(args: UpArgs, state_root: &Path) -> Result<()> {
+    install_stop_handlers();
+    let options = LabOptions {
+        out_dir: args.out.clone(),
+        state_root: state_root.to_path_buf(),
+        capture: !args.no_capture,
+        run_id: None,
+    };
+    let lab = match Lab::from_file(&args.topology, options) {
+        Ok(lab) => lab,
+        Err(LabError::Topology(e)) => return Err(InputError(e.to_string()).into()),
+        Err(LabError::Preflight(p)) => return Err(InputError(LabError::Preflight(p).to_string()).into()),
+        Err(e) => return Err(e).context(format!("building {}", args.topology.display())),
+    };
+    describe(&lab, args.json);
+    while !STOP.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("tearing down {}", lab.run_id());
+    lab.teardown().context("teardown")?;
+    Ok(())
+}
+
+fn describe(lab: &Lab, json: bool) {
+    let t = lab.topology();
+    let nodes: Vec<serde_json::Value> = t
+        .nodes()
+        .map(|n| {
+            serde_json::json!({
+                "name": n.name(),
+                "role": n.role(),
+                "namespace": n.is_namespace(),
+                "interfaces": n.interfaces().iter().map(|i| serde_json::json!({
+                    "name": i.name, "segment": i.segment, "address": i.address.to_string(),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    if json {
+        let v = serde_json::json!({
+            "run_id": lab.run_id(),
+            "topology": t.name,
+            "artifacts": lab.artifacts(),
+            "capture": lab.capture_path(),
+            "nodes": nodes,
+        });
+        println!("{v}");
+        return;
+    }
+    println!("lab {} is up: topology {} ({})", lab.run_id(), t.name, t.description);
+    for n in t.nodes() {
+        let addrs: Vec<String> = n.interfaces().iter().map(|i| format!("{}={}", i.name, i.address)).collect();
+        let kind = if n.is_namespace() { "namespace" } else { "fabric" };
+        println!("  {:<12} {:<14} {:<9} {}", n.name(), n.role(), kind, addrs.join(" "));
+    }
+    if let Some(c) = lab.capture_path() {
+        println!("capture: {}", c.display());
+    }
+    println!("logs:    {}", lab.artifacts().join("logs").display());
+    println!("try:     bedlab exec <node> -- <command>   |   Ctrl-C tears the lab down");
+}
+
+/// The one live run the user means.
+fn select_run(state_root: &Path, run: Option<&str>) -> Result<RunRecord> {
+    let live: Vec<RunRecord> =
+        runs::list(state_root).into_iter().filter_map(|(_, r)| r.ok()).filter(|r| r.owner_alive()).collect();
+    match run {
+        Some(id) => live
+            .into_iter()
+            .find(|r| r.run_id == id)
+            .ok_or_else(|| InputError(format!("no running lab with run id {id:?} (see `bedlab ps`)")).into()),
+        None => match live.len() {
+            0 => Err(InputError("no lab is running (start one with `bedlab up <topology>`)".into()).into()),
+            1 => Ok(live.into_iter().next().context("one run")?),
+            _ => {
+                let ids: Vec<&str> = live.iter().map(|r| r.run_id.as_str()).collect();
+                Err(InputError(format!("several labs are running ({}): choose one with --run", ids.join(", "))).into())
+            }
+        },
+    }
+}
+
+/// Opens a node's namespace through the owner's descriptor and checks it is the recorded one.
+fn open_node(record: &RunRecord, node: &str) -> Result<NetNs> {
+    let ns = record.namespaces.iter().find(|n| n.node == node).ok_or_else(|| {
+        let names: Vec<&str> = record.namespaces.iter().map(|n| n.node.as_str()).collect();
+        InputError(format!("lab {} has no namespace node {node:?} (nodes: {})", record.run_id, names.join(", ")))
+    })?;
+    let handle = NetNs::open_path(&format!("/proc/{}/fd/{}", record.pid, ns.fd))?;
+    if handle.inode() != ns.inode {
+        bail!("the namespace of {node} changed under lab {}", record.run_id);
+    }
+    Ok(handle)
+}
+
+fn run_in(ns: &NetNs, argv: &[String], node: &str) -> Result<ExitCode> {
+    let (program, args) = argv.split_first().context("empty command")?;
+    let fd = ns.as_raw_fd();
+    let mut cmd = Command::new(program);
+    cmd.args(args).env("BEDLAB_NODE", node);
+    // SAFETY: setns is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || bedlab::netns::setns(fd));
+    }
+    let status = cmd.status().with_context(|| format!("running {program:?} in {node}"))?;
+    Ok(ExitCode::from(status.code().map_or(1, |c| c.clamp(0, 255) as u8)))
+}
+
+fn exec(args: ExecArgs, state_root: &Path) -> Result<ExitCode> {
+    let record = select_run(state_root, args.sel.run.as_deref())?;
+    let ns = open_node(&record, &args.node)?;
+    run_in(&ns, &args.command, &args.node)
+}
+
+fn shell(args: ShellArgs, state_root: &Path) -> Result<ExitCode> {
+    let record = select_run(state_root, args.sel.run.as_deref())?;
+    let ns = open_node(&record, &args.node)?;
+    let sh = std::env::var("SHELL").unwrap_or_else(|_| "/bin/bash".into());
+    std::env::set_var("PS1", format!("[{}:{}] \\w\\$ ", record.run_id, args.node));
+    eprintln!("shell in {} of lab {} (exit to leave)", args.node, record.run_id);
+    run_in(&ns, &[sh], &args.node)
+}
+
+fn down(args: DownArgs, state_root: &Path) -> Result<()> {
+    let targets: Vec<RunRecord> = if args.all {
+        runs::list(state_root).into_iter().filter_map(|(_, r)| r.ok()).filter(|r| r.owner_alive()).collect()
+    } else {
+        vec![select_run(state_root, args.sel.run.as_deref())?]
+    };
+    for r in &targets {
+        eprintln!("stopping lab {} (pid {})", r.run_id, r.pid);
+        // SAFETY: kill has no memory preconditions; the pid's start time was just checked.
+        unsafe { libc::kill(r.pid as i32, libc::SIGTERM) };
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while targets.iter().any(RunRecord::owner_alive) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for r in targets.iter().filter(|r| r.owner_alive()) {
+        eprintln!("lab {} did not stop in time: killing it", r.run_id);
+        // SAFETY: as above.
+        unsafe { libc::kill(r.pid as i32, libc::SIGKILL) };
+    }
+    let report = runs::gc(state_root);
+    if !report.processes_killed.is_empty() {
+        eprintln!("reaped {} leftover processes", report.processes_killed.len());
     }
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn cli_is_well_formed() {
-        Cli::command().debug_assert();
+fn gc(args: JsonArg, state_root: &Path) -> Result<()> {
+    let report = runs::gc(state_root);
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "reaped {} dead run(s), killed {} leftover process(es); {} lab(s) still running",
+            report.runs_reaped.len(),
+            report.processes_killed.len(),
+            report.live_runs.len()
+        );
     }
+    Ok(())
+}
 
-    #[test]
-    fn version_subcommand_parses() {
-        let cli = Cli::try_parse_from(["bedlab", "version"]).expect("parses");
-        assert!(matches!(cli.command, Some(Command::Version)));
+fn ps(args: JsonArg, state_root: &Path) -> Result<()> {
+    let all: Vec<RunRecord> = runs::list(state_root).into_iter().filter_map(|(_, r)| r.ok()).collect();
+    if args.json {
+        let v: Vec<_> = all
+            .iter()
+            .map(|r| serde_json::json!({"run_id": r.run_id, "pid": r.pid, "topology": r.topology, "alive": r.owner_alive(), "artifacts": r.artifacts, "nodes": r.namespaces.iter().map(|n| &n.node).collect::<Vec<_>>()}))
+            .collect();
+        println!("{}", serde_json::Value::Array(v));
+        return Ok(());
     }
+    if all.is_empty() {
+        println!("no labs");
+    }
+    for r in all {
+        let state = if r.owner_alive() { "running" } else { "dead (run `bedlab gc`)" };
+        println!("{}  {}  pid {}  {}  {}", r.run_id, r.topology, r.pid, state, r.artifacts.display());
+    }
+    Ok(())
+}
 
-    #[test]
-    fn help_points_at_make_run() {
-        let help = Cli::command().render_long_help().to_string();
-        assert!(help.contains("under construction"));
-        assert!(help.contains("make run"));
+fn validate(args: ValidateArgs) -> Result<()> {
+    let mut failed = Vec::new();
+    for path in &args.topologies {
+        match Topology::from_file(path) {
+            Ok(t) => println!("{}: ok ({} segments, {} hosts, {} routers)", path.display(), t.segments.len(), t.hosts.len(), t.routers.len()),
+            Err(e) => {
+                eprintln!("{e}");
+                failed.push(path.display().to_string());
+            }
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(InputError(format!("{} invalid topology file(s)", failed.len())).into())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let state_root = cli.state_root.clone();
+    let result = match cli.command {
+        Cmd::Up(a) => up(a, &state_root).map(|()| ExitCode::SUCCESS),
+        Cmd::Exec(a) => exec(a, &state_root),
+        Cmd::Shell(a) => shell(a, &state_root),
+        Cmd::Down(a) => down(a, &state_root).map(|()| ExitCode::SUCCESS),
+        Cmd::Gc(a) => gc(a, &state_root).map(|()| ExitCode::SUCCESS),
+        Cmd::Ps(a) => ps(a, &state_root).map(|()| ExitCode::SUCCESS),
+        Cmd::Validate(a) => validate(a).map(|()| ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            if let Some(input) = e.downcast_ref::<InputError>() {
+                eprintln!("bedlab: {input}");
+                ExitCode::from(2)
+            } else {
+                eprintln!("bedlab: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
     }
 }

@@ -76,9 +76,10 @@ impl RunRecord {
         }
     }
 
-    /// Whether the owning bedlab process is still running.
+    /// Whether the owning bedlab process is still running (a zombie is not: it holds no
+    /// descriptors any more).
     pub fn owner_alive(&self) -> bool {
-        process_start(self.pid) == Some(self.pid_start)
+        process_start(self.pid) == Some(self.pid_start) && !is_zombie(self.pid)
     }
 }
 
@@ -171,6 +172,14 @@ pub fn process_start(pid: u32) -> Option<u64> {
     let rest = &stat[stat.rfind(')')? + 2..];
     // After ')' come fields 3.. ; starttime is field 22, i.e. index 19 here.
     rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether a process has exited but not been reaped by its parent yet.
+pub fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rfind(')').and_then(|i| s.get(i + 2..i + 3)).map(|st| st == "Z" || st == "X"))
+        .unwrap_or(false)
 }
 
 /// A new run id: time plus randomness, unique across parallel labs.

@@ -1,0 +1,453 @@
+//! A running lab: a topology turned into namespaces, TUN uplinks, a fabric and captures.
+//!
+//! [`Lab::build`] checks the machine first ([`crate::preflight`]), reaps what dead runs
+//! left ([`crate::runs::gc`]), records the run before creating anything, then creates one
+//! namespace per host (and per Linux NAT), one TUN per interface inside it with its address
+//! and default route, and hands every TUN to the fabric. Every link end is captured by the
+//! fabric and every other interface inside a namespace (a 6bed4 TUN, say) by a packet
+//! socket there, all into one pcapng per run.
+//!
+//! Dropping a [`Lab`] tears it down; so does the death of the process (see
+//! ARCHITECTURE.md, "Nothing leaks").
+
+use crate::capture::host::pcapng_sink;
+use crate::capture::{linktype, CaptureFile, Direction as CapDirection, HostCapture, HostCaptureOptions, ShbInfo};
+use crate::fabric::{self, Direction, Fabric, FabricHandle, FabricRunner, FabricSpec, IfaceId};
+use crate::netns::NetNs;
+use crate::preflight;
+use crate::process::{spawn_in, LabProcess, Logs};
+use crate::runs::{self, NsRecord, RunRecord};
+use crate::topology::{self, NatKind, Node, Topology};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Why a lab could not be built or driven.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    #[error("this machine cannot run a lab:\n  - {}", .0.join("\n  - "))]
+    Preflight(Vec<String>),
+    #[error(transparent)]
+    Topology(#[from] topology::TopologyError),
+    #[error("the fabric rejected the topology: {0}")]
+    Fabric(String),
+    #[error("{context}: {source}")]
+    Io { context: String, source: io::Error },
+    #[error("no node named {0:?} in this lab")]
+    NoSuchNode(String),
+    #[error("node {0:?} is a fabric router, not a namespace: nothing runs inside it")]
+    NotANamespace(String),
+    #[error("no link named {0:?} (links are named node/interface)")]
+    NoSuchLink(String),
+}
+
+trait Context<T> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T, LabError>;
+}
+
+impl<T> Context<T> for io::Result<T> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T, LabError> {
+        self.map_err(|source| LabError::Io { context: what(), source })
+    }
+}
+
+/// How to build a lab.
+#[derive(Debug, Clone)]
+pub struct LabOptions {
+    /// Artifacts (capture, logs) go to `<out_dir>/<run-id>/`.
+    pub out_dir: PathBuf,
+    /// Where run records live (`/run/bedlab` unless a test isolates itself).
+    pub state_root: PathBuf,
+    /// Capture every link end and every host interface into `capture.pcapng`.
+    pub capture: bool,
+    /// Use this run id instead of a fresh one.
+    pub run_id: Option<String>,
+}
+
+impl Default for LabOptions {
+    fn default() -> Self {
+        LabOptions {
+            out_dir: PathBuf::from("out"),
+            state_root: PathBuf::from(runs::STATE_ROOT),
+            capture: true,
+            run_id: None,
+        }
+    }
+}
+
+/// A namespace node of a running lab.
+struct NsNode {
+    ns: NetNs,
+    capture: Option<HostCapture>,
+}
+
+/// A running lab.
+pub struct Lab {
+    topology: Topology,
+    record: RunRecord,
+    state_root: PathBuf,
+    artifacts: PathBuf,
+    namespaces: BTreeMap<String, NsNode>,
+    fabric: Option<FabricHandle>,
+    links: BTreeMap<String, IfaceId>,
+    capture_path: Option<PathBuf>,
+    processes: Vec<LabProcess>,
+}
+
+impl std::fmt::Debug for Lab {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lab").field("run_id", &self.record.run_id).field("topology", &self.topology.name).finish()
+    }
+}
+
+/// What the fabric needs from the topology, plus the names of its capture points.
+fn fabric_spec(t: &Topology) -> Result<FabricSpec, LabError> {
+    let segment_index: BTreeMap<&str, usize> =
+        t.segments.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect();
+    let segments = t
+        .segments
+        .iter()
+        .map(|s| fabric::SegmentSpec { name: s.name.clone(), subnet: (s.subnet.addr(), s.subnet.prefix_len()) })
+        .collect();
+    let mut nodes = Vec::new();
+    for node in t.nodes() {
+        let kind = match node {
+            Node::Host(_) => fabric::NodeKind::External,
+            Node::Router(r) => match r.nat.as_ref().map(|n| &n.kind) {
+                Some(NatKind::LinuxMasquerade) | Some(NatKind::LinuxMasqueradeRandom) => fabric::NodeKind::External,
+                // Userspace NAT engines plug in here; until then a NAT forwards as a router.
+                _ => fabric::NodeKind::Router {
+                    routes: r.routes.iter().map(|rt| ((rt.prefix.addr(), rt.prefix.prefix_len()), rt.via)).collect(),
+                },
+            },
+        };
+        let mut interfaces = Vec::new();
+        for i in node.interfaces() {
+            let segment = *segment_index
+                .get(i.segment.as_str())
+                .ok_or_else(|| LabError::Fabric(format!("{}/{}: unknown segment {}", node.name(), i.name, i.segment)))?;
+            interfaces.push(fabric::IfaceSpec {
+                name: i.name.clone(),
+                segment,
+                address: i.address,
+                gateway: t.gateway_of(node.name(), &i.name),
+                mtu: i.mtu,
+                egress: impairment(&i.egress),
+                ingress: impairment(&i.ingress),
+            });
+        }
+        nodes.push(fabric::NodeSpec { name: node.name().to_string(), kind, interfaces });
+    }
+    Ok(FabricSpec { seed: t.seed, segments, nodes })
+}
+
+/// The topology's impairment in the fabric's terms.
+pub fn impairment(i: &topology::Impairment) -> fabric::Impairment {
+    fabric::Impairment {
+        delay: i.delay,
+        jitter: i.jitter,
+        loss: i.loss,
+        loss_burst: i.loss_burst,
+        duplicate: i.duplicate,
+        reorder: i.reorder,
+        rate_bps: i.rate_bps,
+        queue_limit: i.queue_limit,
+    }
+}
+
+/// What one namespace node needs configured inside.
+struct UplinkPlan {
+    name: String,
+    address: std::net::Ipv4Addr,
+    prefix_len: u8,
+    mtu: u32,
+    gateway: Option<std::net::Ipv4Addr>,
+    fabric_id: IfaceId,
+}
+
+/// Creates the uplink TUNs inside the current thread's namespace; returns them with their
+/// ifindexes. Runs on a thread that has entered the node's namespace.
+fn configure_uplinks(plans: &[UplinkPlan], forwarding: bool) -> io::Result<Vec<(IfaceId, u32, OwnedFd)>> {
+    use sixbed4::sys::{netlink::Netlink, sysctl, tun::Tun};
+    let mut nl = Netlink::open()?;
+    let mut out = Vec::new();
+    let mut default_set = false;
+    for p in plans {
+        let tun = Tun::create(&p.name)?;
+        // Uplinks carry the lab's IPv4; the kernel's IPv6 chatter (MLD, RS) on them is noise.
+        sysctl::disable_ipv6(tun.name(), true)?;
+        nl.set_link_up(tun.ifindex(), Some(p.mtu))?;
+        nl.add_address_v4(tun.ifindex(), p.address, p.prefix_len)?;
+        if let (Some(gw), false) = (p.gateway, default_set) {
+            nl.add_route_v4(tun.ifindex(), std::net::Ipv4Addr::UNSPECIFIED, 0, Some(gw))?;
+            default_set = true;
+        }
+        let ifindex = tun.ifindex();
+        out.push((p.fabric_id, ifindex, OwnedFd::from(tun)));
+    }
+    if forwarding {
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")?;
+    }
+    Ok(out)
+}
+
+impl Lab {
+    /// Reads, validates and builds a topology file.
+    pub fn from_file(path: &Path, options: LabOptions) -> Result<Lab, LabError> {
+        Lab::build(Topology::from_file(path)?, options)
+    }
+
+    /// Builds a lab. Nothing is created when the topology is invalid or the machine lacks
+    /// something.
+    pub fn build(topology: Topology, options: LabOptions) -> Result<Lab, LabError> {
+        topology.validate()?;
+        let needs_nft = topology.routers.iter().any(|r| {
+            matches!(r.nat.as_ref().map(|n| &n.kind), Some(NatKind::LinuxMasquerade | NatKind::LinuxMasqueradeRandom))
+        });
+        let problems = preflight::check(preflight::Needs { nft: needs_nft });
+        if !problems.is_empty() {
+            return Err(LabError::Preflight(problems.into_iter().map(|p| p.0).collect()));
+        }
+        let reaped = runs::gc(&options.state_root);
+        if !reaped.runs_reaped.is_empty() {
+            tracing::info!("reaped dead runs {:?} ({} processes)", reaped.runs_reaped, reaped.processes_killed.len());
+        }
+        let spec = fabric_spec(&topology)?;
+        let fabric = Fabric::new(spec).map_err(|e| LabError::Fabric(e.to_string()))?;
+        let run_id = options.run_id.clone().unwrap_or_else(runs::new_run_id);
+        let artifacts = options.out_dir.join(&run_id);
+        std::fs::create_dir_all(artifacts.join("logs")).context(|| format!("creating {}", artifacts.display()))?;
+        let record = RunRecord::for_this_process(&run_id, &topology.name, &artifacts).context(|| "run record".into())?;
+        record.save(&options.state_root).context(|| format!("saving the run record under {}", options.state_root.display()))?;
+
+        let mut lab = Lab {
+            topology,
+            record,
+            state_root: options.state_root.clone(),
+            artifacts,
+            namespaces: BTreeMap::new(),
+            fabric: None,
+            links: BTreeMap::new(),
+            capture_path: None,
+            processes: Vec::new(),
+        };
+        // From here on, an error drops `lab`, which tears down whatever was built.
+        lab.bring_up(fabric, options.capture)?;
+        Ok(lab)
+    }
+
+    fn bring_up(&mut self, fabric: Fabric, capture: bool) -> Result<(), LabError> {
+        let capture_file = if capture {
+            let path = self.artifacts.join("capture.pcapng");
+            let mut comments = vec![
+                format!("bedlab run {}", self.record.run_id),
+                format!("topology {}: {}", self.topology.name, self.topology.description),
+            ];
+            comments.extend(self.topology.nodes().map(|n| format!("node {} role {}", n.name(), n.role())));
+            let file = CaptureFile::create(&path, ShbInfo::bedlab(comments)).context(|| format!("creating {}", path.display()))?;
+            self.capture_path = Some(path);
+            Some(file)
+        } else {
+            None
+        };
+        for id in fabric.ifaces().collect::<Vec<_>>() {
+            if let Some(name) = fabric.link_name(id) {
+                self.links.insert(name.to_string(), id);
+            }
+        }
+        let names: BTreeMap<IfaceId, String> = self.links.iter().map(|(n, id)| (*id, n.clone())).collect();
+
+        let mut tuns = Vec::new();
+        let topology = self.topology.clone();
+        for (node_index, node) in topology.nodes().enumerate() {
+            if !node.is_namespace() {
+                continue;
+            }
+            let ns = NetNs::create().context(|| format!("creating the namespace of {}", node.name()))?;
+            // Recorded before anything runs inside, so gc can always find what is there.
+            self.record.namespaces.push(NsRecord { node: node.name().to_string(), inode: ns.inode(), fd: ns.as_raw_fd() });
+            self.record.save(&self.state_root).context(|| "updating the run record".into())?;
+            let plans: Vec<UplinkPlan> = node
+                .interfaces()
+                .iter()
+                .enumerate()
+                .map(|(i, iface)| UplinkPlan {
+                    name: iface.name.clone(),
+                    address: iface.address,
+                    prefix_len: topology.segment(&iface.segment).map_or(32, |s| s.subnet.prefix_len()),
+                    mtu: iface.mtu,
+                    gateway: topology.gateway_of(node.name(), &iface.name),
+                    fabric_id: IfaceId::new(node_index, i),
+                })
+                .collect();
+            let forwarding = node.is_router();
+            let uplinks = ns
+                .run(|| configure_uplinks(&plans, forwarding))
+                .and_then(|r| r)
+                .context(|| format!("configuring the uplinks of {}", node.name()))?;
+            let mut host_capture = None;
+            if let Some(file) = &capture_file {
+                let options = HostCaptureOptions {
+                    exclude_ifindexes: uplinks.iter().map(|u| u.1).collect::<BTreeSet<u32>>(),
+                    ..Default::default()
+                };
+                host_capture = Some(
+                    HostCapture::start(ns.as_fd(), options, pcapng_sink(file.clone(), node.name()))
+                        .context(|| format!("starting the capture inside {}", node.name()))?,
+                );
+            }
+            tuns.extend(uplinks.into_iter().map(|(id, _, fd)| (id, fd)));
+            self.namespaces.insert(node.name().to_string(), NsNode { ns, capture: host_capture });
+        }
+
+        let mut runner = FabricRunner::new(fabric).tuns(tuns);
+        if let Some(file) = capture_file {
+            runner = runner.capture_sink(Box::new(move |ev: fabric::CaptureEvent, ts: SystemTime| {
+                let Some(name) = names.get(&ev.iface) else { return };
+                let dir = match ev.direction {
+                    Direction::Out => CapDirection::Outbound,
+                    Direction::In => CapDirection::Inbound,
+                };
+                if let Err(e) = file.record(name, linktype::RAW, ts, &ev.packet, Some(dir)) {
+                    tracing::warn!("capture write failed: {e}");
+                }
+            }));
+        }
+        self.fabric = Some(runner.spawn().context(|| "starting the fabric".into())?);
+        Ok(())
+    }
+
+    pub fn run_id(&self) -> &str {
+        &self.record.run_id
+    }
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+    /// `<out>/<run-id>/`.
+    pub fn artifacts(&self) -> &Path {
+        &self.artifacts
+    }
+    /// The run's pcapng, when capturing.
+    pub fn capture_path(&self) -> Option<&Path> {
+        self.capture_path.as_deref()
+    }
+    /// The run record (what `bedlab exec` and `gc` read).
+    pub fn record(&self) -> &RunRecord {
+        &self.record
+    }
+
+    /// The namespace of a node.
+    pub fn netns(&self, node: &str) -> Result<&NetNs, LabError> {
+        match self.namespaces.get(node) {
+            Some(n) => Ok(&n.ns),
+            None if self.topology.node(node).is_some() => Err(LabError::NotANamespace(node.into())),
+            None => Err(LabError::NoSuchNode(node.into())),
+        }
+    }
+
+    /// Starts `argv` inside `node`; output goes to `logs/<node>.<name>.stdout|stderr`.
+    pub fn spawn(&mut self, node: &str, name: &str, argv: &[String]) -> Result<&mut LabProcess, LabError> {
+        let logs = Logs::in_dir(&self.artifacts.join("logs"), node, name);
+        let ns = self.netns(node)?;
+        let p = spawn_in(ns, node, name, argv, logs).context(|| format!("starting {name} in {node}"))?;
+        self.processes.push(p);
+        let last = self.processes.len() - 1;
+        Ok(&mut self.processes[last])
+    }
+
+    /// Runs `argv` inside `node` to completion and returns its output.
+    pub fn exec(&self, node: &str, argv: &[String]) -> Result<std::process::Output, LabError> {
+        let ns = self.netns(node)?;
+        let (program, args) =
+            argv.split_first().ok_or_else(|| LabError::Io { context: "exec".into(), source: io::Error::other("empty command") })?;
+        let fd = ns.as_raw_fd();
+        let mut cmd = Command::new(program);
+        cmd.args(args);
+        // SAFETY: only setns and prctl, both async-signal-safe, run between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                crate::netns::setns(fd)?;
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        cmd.output().context(|| format!("running {program:?} in {node}"))
+    }
+
+    /// The processes started with [`Lab::spawn`].
+    pub fn processes(&mut self) -> &mut [LabProcess] {
+        &mut self.processes
+    }
+
+    /// Changes a link's impairment while the lab runs (`link` is `node/interface`).
+    pub fn set_impairment(&self, link: &str, direction: Direction, imp: &topology::Impairment) -> Result<(), LabError> {
+        let id = *self.links.get(link).ok_or_else(|| LabError::NoSuchLink(link.into()))?;
+        let handle = self.fabric.as_ref().ok_or_else(|| LabError::Fabric("the fabric is not running".into()))?;
+        handle.set_impairment(id, direction, impairment(imp)).context(|| format!("changing {link}"))
+    }
+
+    /// Per-link counters of the fabric.
+    pub fn stats(&self) -> Result<fabric::Stats, LabError> {
+        let handle = self.fabric.as_ref().ok_or_else(|| LabError::Fabric("the fabric is not running".into()))?;
+        handle.stats().context(|| "reading fabric stats".into())
+    }
+
+    /// Link names (`node/interface`) in this lab.
+    pub fn links(&self) -> impl Iterator<Item = &str> {
+        self.links.keys().map(String::as_str)
+    }
+
+    /// Polls `cond` until it is true or `timeout` passes; returns whether it became true.
+    pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut pause = Duration::from_millis(2);
+        loop {
+            if cond() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// Tears the lab down now: processes, captures, fabric, namespaces, run record.
+    pub fn teardown(mut self) -> io::Result<()> {
+        self.teardown_inner()
+    }
+
+    fn teardown_inner(&mut self) -> io::Result<()> {
+        for p in &mut self.processes {
+            let _ = p.stop(Duration::from_millis(500));
+        }
+        self.processes.clear();
+        // Host captures hold their namespace: stop them before letting go of it.
+        for node in self.namespaces.values_mut() {
+            if let Some(c) = node.capture.take() {
+                let _ = c.stop();
+            }
+        }
+        if let Some(f) = self.fabric.take() {
+            let _ = f.stop();
+        }
+        // Anything still inside (a daemon that escaped its group) dies with the namespace.
+        let inodes: Vec<u64> = self.namespaces.values().map(|n| n.ns.inode()).collect();
+        runs::kill_processes_in(&inodes);
+        self.namespaces.clear();
+        self.record.remove(&self.state_root)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Err(e) = self.teardown_inner() {
+            tracing::warn!("teardown of {}: {e}", self.record.run_id);
+        }
+    }
+}
