@@ -409,7 +409,8 @@ impl Fabric {
 
     /// A packet that an External node's interface sent (read from its TUN) at `now`.
     /// Anything due up to `now` is processed first, so packets keep their time order.
-    /// An unknown interface is ignored.
+    /// An unknown interface is ignored; a fabric node's interface is accepted as if that
+    /// node had sent the packet (tests use this to inject traffic anywhere).
     pub fn ingress(&mut self, now: Instant, iface: IfaceId, packet: Vec<u8>) {
         let Some(p) = self.port_index(iface) else {
             tracing::debug!(%iface, "ingress on an unknown interface ignored");

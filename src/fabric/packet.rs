@@ -269,8 +269,8 @@ pub fn may_send_icmp_error(pkt: &[u8], info: &Ipv4Info) -> bool {
     true
 }
 
-/// The echo reply to an ICMP echo request addressed to `me`, or `None` if `pkt` is not an
-/// unfragmented echo request with a correct ICMP checksum.
+/// The echo reply to an ICMP echo request (from its destination back to its source), or
+/// `None` if `pkt` is not an unfragmented echo request with a correct ICMP checksum.
 pub fn echo_reply(pkt: &[u8], info: &Ipv4Info, ident: u16) -> Option<Vec<u8>> {
     if info.protocol != PROTO_ICMP || info.is_fragment() {
         return None;

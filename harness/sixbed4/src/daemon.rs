@@ -9,7 +9,7 @@ use crate::io::{ConfigChange, Output};
 use crate::peer::{Peer, PeerConfig};
 use crate::profile::{prefix_addr, Profile};
 use crate::router::{Router, RouterConfig};
-use crate::sys::{netlink::Netlink, poll, sysctl, tun::Tun, udp::TunnelSocket};
+use crate::sys::{netlink::Netlink, poll, sysctl, tun::Tun, udp::RecvBatch, udp::TunnelSocket};
 use anyhow::{Context, Result};
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -30,6 +30,8 @@ pub struct DaemonOptions {
 const BUF_LEN: usize = 65_536;
 /// Packets drained per descriptor per wake-up, so neither side starves the other.
 const BURST: usize = 64;
+/// Datagrams received per `recvmmsg`.
+const BATCH: usize = 16;
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -105,26 +107,37 @@ impl Shell {
         })
     }
 
+    /// Carries out outputs in order. Consecutive plain UDP sends go out together in one
+    /// `sendmmsg`; anything else first flushes them, so the order is kept.
     fn apply(&mut self, outputs: &mut Vec<Output>, counters: &mut crate::counters::Counters) {
+        let mut pending: Vec<(SocketAddrV4, Vec<u8>)> = Vec::new();
         for o in outputs.drain(..) {
             match o {
-                Output::Udp { to, payload, ttl } => {
-                    let sent = match ttl {
-                        Some(ttl) => self.sock.send_to_with_ttl(&payload, to, ttl),
-                        None => self.sock.send_to(&payload, to),
-                    };
-                    if let Err(e) = sent {
+                Output::Udp {
+                    to,
+                    payload,
+                    ttl: None,
+                } => pending.push((to, payload)),
+                Output::Udp {
+                    to,
+                    payload,
+                    ttl: Some(ttl),
+                } => {
+                    self.flush_udp(&mut pending, counters);
+                    if let Err(e) = self.sock.send_to_with_ttl(&payload, to, ttl) {
                         counters.bump("tx_udp_errors");
                         tracing::debug!("send to {to}: {e}");
                     }
                 }
                 Output::Tun(packet) => {
+                    self.flush_udp(&mut pending, counters);
                     if let Err(e) = self.tun.write(&packet) {
                         counters.bump("tx_tun_errors");
                         tracing::debug!("write to TUN: {e}");
                     }
                 }
                 Output::Config(change) => {
+                    self.flush_udp(&mut pending, counters);
                     if let Err(e) = self.configure(&change) {
                         counters.bump("config_errors");
                         tracing::error!("{e:#}");
@@ -133,6 +146,33 @@ impl Shell {
                 Output::Event(event) => self.sink.emit(&event),
             }
         }
+        self.flush_udp(&mut pending, counters);
+    }
+
+    fn flush_udp(
+        &mut self,
+        pending: &mut Vec<(SocketAddrV4, Vec<u8>)>,
+        counters: &mut crate::counters::Counters,
+    ) {
+        let mut start = 0;
+        while start < pending.len() {
+            let batch: Vec<(SocketAddrV4, &[u8])> = pending[start..]
+                .iter()
+                .map(|(to, p)| (*to, p.as_slice()))
+                .collect();
+            match self.sock.send_batch(&batch) {
+                Ok(0) => break,
+                Ok(n) => start += n,
+                Err(e) => {
+                    // The first datagram failed (e.g. an unreachable destination): count it
+                    // and go on with the rest.
+                    counters.bump("tx_udp_errors");
+                    tracing::debug!("send to {}: {e}", pending[start].0);
+                    start += 1;
+                }
+            }
+        }
+        pending.clear();
     }
 
     fn configure(&mut self, change: &ConfigChange) -> Result<()> {
@@ -207,27 +247,36 @@ pub fn run_router(cfg: RouterConfig, opts: &DaemonOptions) -> Result<()> {
     );
 
     let mut buf = vec![0u8; BUF_LEN];
+    let mut batch = RecvBatch::new(BATCH, BUF_LEN);
     let mut out = Vec::new();
     let mut next_report = Instant::now() + opts.counters_interval;
     while !STOP.load(Ordering::SeqCst) {
         let (udp_ready, tun_ready) = wait(&shell, Some(next_report))?;
         let now = Instant::now();
         if udp_ready {
-            for _ in 0..BURST {
-                match shell.sock.recv_from(&mut buf) {
-                    Ok((_, from, true)) => {
-                        router.counters_mut().bump("drop_oversized_datagram");
-                        tracing::debug!("oversized datagram from {from}");
-                    }
-                    Ok((n, from, false)) => router.handle_udp(now, from, &buf[..n], &mut out),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            for _ in 0..BURST / BATCH {
+                let n = match shell.sock.recv_batch(&mut batch) {
+                    Ok(n) => n,
                     Err(e) => {
                         router.counters_mut().bump("rx_udp_errors");
                         tracing::debug!("recv: {e}");
                         break;
                     }
+                };
+                for i in 0..n {
+                    match batch.get(i) {
+                        Some((_, from, true)) => {
+                            router.counters_mut().bump("drop_oversized_datagram");
+                            tracing::debug!("oversized datagram from {from}");
+                        }
+                        Some((data, from, false)) => router.handle_udp(now, from, data, &mut out),
+                        None => router.counters_mut().bump("drop_non_ipv4_sender"),
+                    }
                 }
                 shell.apply(&mut out, router.counters_mut());
+                if n < batch.capacity() {
+                    break;
+                }
             }
         }
         if tun_ready {
@@ -265,6 +314,7 @@ pub fn run_peer(cfg: PeerConfig, bind: SocketAddrV4, opts: &DaemonOptions) -> Re
 
     let mut peer = Peer::new(cfg, Instant::now());
     let mut buf = vec![0u8; BUF_LEN];
+    let mut batch = RecvBatch::new(BATCH, BUF_LEN);
     let mut out = Vec::new();
     let mut next_report = Instant::now() + opts.counters_interval;
     while !STOP.load(Ordering::SeqCst) {
@@ -275,22 +325,29 @@ pub fn run_peer(cfg: PeerConfig, bind: SocketAddrV4, opts: &DaemonOptions) -> Re
         let (udp_ready, tun_ready) = wait(&shell, Some(deadline))?;
         let now = Instant::now();
         if udp_ready {
-            for _ in 0..BURST {
-                match shell.sock.recv_from(&mut buf) {
-                    Ok((_, from, true)) => {
-                        peer.counters_mut().bump("drop_oversized_datagram");
-                        tracing::debug!("oversized datagram from {from}");
-                    }
-                    Ok((n, from, false)) => peer.handle_udp(now, from, &buf[..n], &mut out),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            for _ in 0..BURST / BATCH {
+                let n = match shell.sock.recv_batch(&mut batch) {
+                    Ok(n) => n,
                     Err(e) => {
-                        // ICMP errors from earlier sends surface here (ECONNREFUSED): not fatal.
                         peer.counters_mut().bump("rx_udp_errors");
                         tracing::debug!("recv: {e}");
                         break;
                     }
+                };
+                for i in 0..n {
+                    match batch.get(i) {
+                        Some((_, from, true)) => {
+                            peer.counters_mut().bump("drop_oversized_datagram");
+                            tracing::debug!("oversized datagram from {from}");
+                        }
+                        Some((data, from, false)) => peer.handle_udp(now, from, data, &mut out),
+                        None => peer.counters_mut().bump("drop_non_ipv4_sender"),
+                    }
                 }
                 shell.apply(&mut out, peer.counters_mut());
+                if n < batch.capacity() {
+                    break;
+                }
             }
         }
         if tun_ready {
