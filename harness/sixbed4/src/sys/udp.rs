@@ -349,6 +349,102 @@ fn set_int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_
     Ok(())
 }
 
+/// Reusable buffers for [`TunnelSocket::recv_batch`].
+pub struct RecvBatch {
+    bufs: Vec<Box<[u8]>>,
+    addrs: Vec<libc::sockaddr_in>,
+    iovs: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
+    filled: usize,
+}
+
+// SAFETY: the raw pointers inside only ever point into the batch's own buffers; nothing is
+// shared between threads through them.
+unsafe impl Send for RecvBatch {}
+
+impl std::fmt::Debug for RecvBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvBatch")
+            .field("capacity", &self.bufs.len())
+            .field("filled", &self.filled)
+            .finish()
+    }
+}
+
+impl RecvBatch {
+    /// `count` buffers of `buf_len` bytes each.
+    pub fn new(count: usize, buf_len: usize) -> RecvBatch {
+        let count = count.max(1);
+        RecvBatch {
+            bufs: (0..count)
+                .map(|_| vec![0u8; buf_len].into_boxed_slice())
+                .collect(),
+            // SAFETY: sockaddr_in and mmsghdr are plain old data; zero is a valid value.
+            addrs: vec![unsafe { mem::zeroed() }; count],
+            iovs: Vec::with_capacity(count),
+            hdrs: Vec::with_capacity(count),
+            filled: 0,
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.bufs.len()
+    }
+
+    fn prepare(&mut self) {
+        self.filled = 0;
+        self.iovs.clear();
+        for b in &mut self.bufs {
+            self.iovs.push(libc::iovec {
+                iov_base: b.as_mut_ptr().cast(),
+                iov_len: b.len(),
+            });
+        }
+        self.hdrs.clear();
+        for i in 0..self.bufs.len() {
+            // SAFETY: msghdr is plain old data; all-zero means no name, data or control.
+            let mut mh: libc::msghdr = unsafe { mem::zeroed() };
+            mh.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_in).cast();
+            mh.msg_namelen = mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            mh.msg_iov = &mut self.iovs[i];
+            mh.msg_iovlen = 1;
+            self.hdrs.push(libc::mmsghdr {
+                msg_hdr: mh,
+                msg_len: 0,
+            });
+        }
+    }
+
+    /// Datagram `i` of the last receive: (payload, sender, truncated). `None` past the end
+    /// or for a sender that is not IPv4.
+    pub fn get(&self, i: usize) -> Option<(&[u8], SocketAddrV4, bool)> {
+        if i >= self.filled {
+            return None;
+        }
+        let h = &self.hdrs[i];
+        let len = (h.msg_len as usize).min(self.bufs[i].len());
+        let truncated = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
+        let sa = &self.addrs[i];
+        if i32::from(sa.sin_family) != libc::AF_INET {
+            return None;
+        }
+        let from = SocketAddrV4::new(
+            std::net::Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr)),
+            u16::from_be(sa.sin_port),
+        );
+        Some((&self.bufs[i][..len], from, truncated))
+    }
+
+    /// How many datagrams the last receive filled.
+    pub fn len(&self) -> usize {
+        self.filled
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.filled == 0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -479,101 +575,5 @@ mod tests {
             let err = TunnelSocket::bind(addr).expect_err("not a local address");
             assert!(err.to_string().contains("192.0.2.1"), "{err}");
         });
-    }
-}
-
-/// Reusable buffers for [`TunnelSocket::recv_batch`].
-pub struct RecvBatch {
-    bufs: Vec<Box<[u8]>>,
-    addrs: Vec<libc::sockaddr_in>,
-    iovs: Vec<libc::iovec>,
-    hdrs: Vec<libc::mmsghdr>,
-    filled: usize,
-}
-
-// SAFETY: the raw pointers inside only ever point into the batch's own buffers; nothing is
-// shared between threads through them.
-unsafe impl Send for RecvBatch {}
-
-impl std::fmt::Debug for RecvBatch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RecvBatch")
-            .field("capacity", &self.bufs.len())
-            .field("filled", &self.filled)
-            .finish()
-    }
-}
-
-impl RecvBatch {
-    /// `count` buffers of `buf_len` bytes each.
-    pub fn new(count: usize, buf_len: usize) -> RecvBatch {
-        let count = count.max(1);
-        RecvBatch {
-            bufs: (0..count)
-                .map(|_| vec![0u8; buf_len].into_boxed_slice())
-                .collect(),
-            // SAFETY: sockaddr_in and mmsghdr are plain old data; zero is a valid value.
-            addrs: vec![unsafe { mem::zeroed() }; count],
-            iovs: Vec::with_capacity(count),
-            hdrs: Vec::with_capacity(count),
-            filled: 0,
-        }
-    }
-
-    pub fn capacity(&self) -> usize {
-        self.bufs.len()
-    }
-
-    fn prepare(&mut self) {
-        self.filled = 0;
-        self.iovs.clear();
-        for b in &mut self.bufs {
-            self.iovs.push(libc::iovec {
-                iov_base: b.as_mut_ptr().cast(),
-                iov_len: b.len(),
-            });
-        }
-        self.hdrs.clear();
-        for i in 0..self.bufs.len() {
-            // SAFETY: msghdr is plain old data; all-zero means no name, data or control.
-            let mut mh: libc::msghdr = unsafe { mem::zeroed() };
-            mh.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_in).cast();
-            mh.msg_namelen = mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-            mh.msg_iov = &mut self.iovs[i];
-            mh.msg_iovlen = 1;
-            self.hdrs.push(libc::mmsghdr {
-                msg_hdr: mh,
-                msg_len: 0,
-            });
-        }
-    }
-
-    /// Datagram `i` of the last receive: (payload, sender, truncated). `None` past the end
-    /// or for a sender that is not IPv4.
-    pub fn get(&self, i: usize) -> Option<(&[u8], SocketAddrV4, bool)> {
-        if i >= self.filled {
-            return None;
-        }
-        let h = &self.hdrs[i];
-        let len = (h.msg_len as usize).min(self.bufs[i].len());
-        let truncated = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-        let sa = &self.addrs[i];
-        if i32::from(sa.sin_family) != libc::AF_INET {
-            return None;
-        }
-        let from = SocketAddrV4::new(
-            std::net::Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr)),
-            u16::from_be(sa.sin_port),
-        );
-        Some((&self.bufs[i][..len], from, truncated))
-    }
-
-    /// How many datagrams the last receive filled.
-    pub fn len(&self) -> usize {
-        self.filled
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.filled == 0
     }
 }
