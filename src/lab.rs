@@ -11,7 +11,9 @@
 //! ARCHITECTURE.md, "Nothing leaks").
 
 use crate::capture::host::pcapng_sink;
-use crate::capture::{linktype, CaptureFile, Direction as CapDirection, HostCapture, HostCaptureOptions, ShbInfo};
+use crate::capture::{
+    linktype, CaptureFile, Direction as CapDirection, HostCapture, HostCaptureOptions, ShbInfo,
+};
 use crate::fabric::{self, Direction, Fabric, FabricHandle, FabricRunner, FabricSpec, IfaceId};
 use crate::netns::NetNs;
 use crate::preflight;
@@ -51,7 +53,10 @@ trait Context<T> {
 
 impl<T> Context<T> for io::Result<T> {
     fn context(self, what: impl FnOnce() -> String) -> Result<T, LabError> {
-        self.map_err(|source| LabError::Io { context: what(), source })
+        self.map_err(|source| LabError::Io {
+            context: what(),
+            source,
+        })
     }
 }
 
@@ -94,42 +99,65 @@ pub struct Lab {
     namespaces: BTreeMap<String, NsNode>,
     fabric: Option<FabricHandle>,
     links: BTreeMap<String, IfaceId>,
+    /// Fabric node indices of the userspace NATs, for run-time controls.
+    nodes: BTreeMap<String, usize>,
     capture_path: Option<PathBuf>,
     processes: Vec<LabProcess>,
 }
 
 impl std::fmt::Debug for Lab {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lab").field("run_id", &self.record.run_id).field("topology", &self.topology.name).finish()
+        f.debug_struct("Lab")
+            .field("run_id", &self.record.run_id)
+            .field("topology", &self.topology.name)
+            .finish()
     }
 }
 
 /// What the fabric needs from the topology, plus the names of its capture points.
 fn fabric_spec(t: &Topology) -> Result<FabricSpec, LabError> {
-    let segment_index: BTreeMap<&str, usize> =
-        t.segments.iter().enumerate().map(|(i, s)| (s.name.as_str(), i)).collect();
+    let segment_index: BTreeMap<&str, usize> = t
+        .segments
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), i))
+        .collect();
     let segments = t
         .segments
         .iter()
-        .map(|s| fabric::SegmentSpec { name: s.name.clone(), subnet: (s.subnet.addr(), s.subnet.prefix_len()) })
+        .map(|s| fabric::SegmentSpec {
+            name: s.name.clone(),
+            subnet: (s.subnet.addr(), s.subnet.prefix_len()),
+        })
         .collect();
     let mut nodes = Vec::new();
     for node in t.nodes() {
         let kind = match node {
             Node::Host(_) => fabric::NodeKind::External,
             Node::Router(r) => match r.nat.as_ref().map(|n| &n.kind) {
-                Some(NatKind::LinuxMasquerade) | Some(NatKind::LinuxMasqueradeRandom) => fabric::NodeKind::External,
+                Some(NatKind::LinuxMasquerade) | Some(NatKind::LinuxMasqueradeRandom) => {
+                    fabric::NodeKind::External
+                }
                 // Userspace NAT engines plug in here; until then a NAT forwards as a router.
                 _ => fabric::NodeKind::Router {
-                    routes: r.routes.iter().map(|rt| ((rt.prefix.addr(), rt.prefix.prefix_len()), rt.via)).collect(),
+                    routes: r
+                        .routes
+                        .iter()
+                        .map(|rt| ((rt.prefix.addr(), rt.prefix.prefix_len()), rt.via))
+                        .collect(),
                 },
             },
         };
         let mut interfaces = Vec::new();
         for i in node.interfaces() {
-            let segment = *segment_index
-                .get(i.segment.as_str())
-                .ok_or_else(|| LabError::Fabric(format!("{}/{}: unknown segment {}", node.name(), i.name, i.segment)))?;
+            let segment = *segment_index.get(i.segment.as_str()).ok_or_else(|| {
+                LabError::Fabric(format!(
+                    "{}/{}: unknown segment {}",
+                    node.name(),
+                    i.name,
+                    i.segment
+                ))
+            })?;
             interfaces.push(fabric::IfaceSpec {
                 name: i.name.clone(),
                 segment,
@@ -138,11 +166,27 @@ fn fabric_spec(t: &Topology) -> Result<FabricSpec, LabError> {
                 mtu: i.mtu,
                 egress: impairment(&i.egress),
                 ingress: impairment(&i.ingress),
+                aliases: match node {
+                    Node::Router(r) if r.outside_interface().is_some_and(|o| o.name == i.name) => r
+                        .external_addresses()
+                        .into_iter()
+                        .filter(|a| *a != i.address)
+                        .collect(),
+                    _ => Vec::new(),
+                },
             });
         }
-        nodes.push(fabric::NodeSpec { name: node.name().to_string(), kind, interfaces });
+        nodes.push(fabric::NodeSpec {
+            name: node.name().to_string(),
+            kind,
+            interfaces,
+        });
     }
-    Ok(FabricSpec { seed: t.seed, segments, nodes })
+    Ok(FabricSpec {
+        seed: t.seed,
+        segments,
+        nodes,
+    })
 }
 
 /// The topology's impairment in the fabric's terms.
@@ -156,6 +200,57 @@ pub fn impairment(i: &topology::Impairment) -> fabric::Impairment {
         reorder: i.reorder,
         rate_bps: i.rate_bps,
         queue_limit: i.queue_limit,
+    }
+}
+
+/// The NAT engine's configuration for a topology NAT.
+pub fn nat_config(
+    k: &topology::NatBehaviour,
+    inside_addr: std::net::Ipv4Addr,
+    inside_net: (std::net::Ipv4Addr, u8),
+    outside_addr: std::net::Ipv4Addr,
+    seed: u64,
+) -> crate::nat::Config {
+    use crate::nat::{
+        FilteringBehavior as F, MappingBehavior as M, Pooling, PortAllocation as P, RefreshDirection as R,
+    };
+    crate::nat::Config {
+        mapping: match k.mapping {
+            topology::Mapping::Eim => M::EndpointIndependent,
+            topology::Mapping::Adm => M::AddressDependent,
+            topology::Mapping::Apdm => M::AddressAndPortDependent,
+        },
+        filtering: match k.filtering {
+            topology::Filtering::Eif => F::EndpointIndependent,
+            topology::Filtering::Adf => F::AddressDependent,
+            topology::Filtering::Apdf => F::AddressAndPortDependent,
+        },
+        port_allocation: match k.port_allocation {
+            topology::PortAllocation::Preserve => P::Preserve,
+            topology::PortAllocation::Sequential => P::Sequential,
+            topology::PortAllocation::Random => P::Random,
+        },
+        parity: k.port_parity,
+        port_range: (k.port_range.first(), k.port_range.last()),
+        inside_addr,
+        inside_net,
+        outside_addr,
+        external_addrs: k.external_addresses.clone(),
+        pooling: if k.pairing {
+            Pooling::Paired
+        } else {
+            Pooling::RoundRobin
+        },
+        hairpinning: k.hairpinning,
+        udp_timeout: k.udp_timeout,
+        refresh: match k.refresh {
+            topology::Refresh::Outbound => R::Outbound,
+            topology::Refresh::Both => R::Both,
+        },
+        tcp_established_timeout: k.tcp_established_timeout,
+        tcp_transitory_timeout: k.tcp_transitory_timeout,
+        seed,
+        ..crate::nat::Config::default()
     }
 }
 
@@ -206,7 +301,10 @@ impl Lab {
     pub fn build(topology: Topology, options: LabOptions) -> Result<Lab, LabError> {
         topology.validate()?;
         let needs_nft = topology.routers.iter().any(|r| {
-            matches!(r.nat.as_ref().map(|n| &n.kind), Some(NatKind::LinuxMasquerade | NatKind::LinuxMasqueradeRandom))
+            matches!(
+                r.nat.as_ref().map(|n| &n.kind),
+                Some(NatKind::LinuxMasquerade | NatKind::LinuxMasqueradeRandom)
+            )
         });
         let problems = preflight::check(preflight::Needs { nft: needs_nft });
         if !problems.is_empty() {
@@ -214,15 +312,23 @@ impl Lab {
         }
         let reaped = runs::gc(&options.state_root);
         if !reaped.runs_reaped.is_empty() {
-            tracing::info!("reaped dead runs {:?} ({} processes)", reaped.runs_reaped, reaped.processes_killed.len());
+            tracing::info!(
+                "reaped dead runs {:?} ({} processes)",
+                reaped.runs_reaped,
+                reaped.processes_killed.len()
+            );
         }
         let spec = fabric_spec(&topology)?;
-        let fabric = Fabric::new(spec).map_err(|e| LabError::Fabric(e.to_string()))?;
+        let fabric = Fabric::new(spec.clone()).map_err(|e| LabError::Fabric(e.to_string()))?;
         let run_id = options.run_id.clone().unwrap_or_else(runs::new_run_id);
         let artifacts = options.out_dir.join(&run_id);
-        std::fs::create_dir_all(artifacts.join("logs")).context(|| format!("creating {}", artifacts.display()))?;
-        let record = RunRecord::for_this_process(&run_id, &topology.name, &artifacts).context(|| "run record".into())?;
-        record.save(&options.state_root).context(|| format!("saving the run record under {}", options.state_root.display()))?;
+        std::fs::create_dir_all(artifacts.join("logs"))
+            .context(|| format!("creating {}", artifacts.display()))?;
+        let record = RunRecord::for_this_process(&run_id, &topology.name, &artifacts)
+            .context(|| "run record".into())?;
+        record
+            .save(&options.state_root)
+            .context(|| format!("saving the run record under {}", options.state_root.display()))?;
 
         let mut lab = Lab {
             topology,
@@ -232,12 +338,85 @@ impl Lab {
             namespaces: BTreeMap::new(),
             fabric: None,
             links: BTreeMap::new(),
+            nodes: BTreeMap::new(),
             capture_path: None,
             processes: Vec::new(),
         };
         // From here on, an error drops `lab`, which tears down whatever was built.
+        let mut fabric = fabric;
+        lab.plug_nats(&mut fabric, &spec)?;
         lab.bring_up(fabric, options.capture)?;
         Ok(lab)
+    }
+
+    /// Replaces each userspace NAT's plain router with the NAT engine; its decisions go to
+    /// `nat-<name>.jsonl` beside the capture.
+    fn plug_nats(&mut self, fabric: &mut Fabric, spec: &FabricSpec) -> Result<(), LabError> {
+        let now = Instant::now();
+        for r in &self.topology.routers {
+            let Some(nat) = &r.nat else { continue };
+            let Some(knobs) = nat.effective_knobs() else {
+                continue;
+            }; // a Linux NAT
+            let index = fabric
+                .node_index(&r.name)
+                .ok_or_else(|| LabError::Fabric(format!("no fabric node {}", r.name)))?;
+            let node_spec = &spec.nodes[index];
+            let outside = r
+                .interfaces
+                .iter()
+                .position(|i| i.name == nat.outside)
+                .ok_or_else(|| {
+                    LabError::Fabric(format!("{}: outside interface {} not found", r.name, nat.outside))
+                })?;
+            let inside = (0..r.interfaces.len())
+                .find(|&i| i != outside)
+                .ok_or_else(|| LabError::Fabric(format!("{}: a NAT needs an inside interface", r.name)))?;
+            let subnet_of = |i: usize| spec.segments[node_spec.interfaces[i].segment].subnet;
+            let ifaces: Vec<fabric::NodeIface> = node_spec
+                .interfaces
+                .iter()
+                .map(|i| fabric::NodeIface {
+                    address: i.address,
+                    subnet: spec.segments[i.segment].subnet,
+                    mtu: i.mtu,
+                })
+                .collect();
+            let routes = match &node_spec.kind {
+                fabric::NodeKind::Router { routes } => routes.clone(),
+                fabric::NodeKind::External => Vec::new(),
+            };
+            let config = nat_config(
+                &knobs,
+                r.interfaces[inside].address,
+                subnet_of(inside),
+                r.interfaces[outside].address,
+                self.topology.seed ^ index as u64,
+            );
+            let drop_icmp = knobs.icmp == topology::IcmpPolicy::Drop;
+            let path = self.artifacts.join(format!("nat-{}.jsonl", r.name));
+            let mut file = std::fs::File::create(&path).context(|| format!("creating {}", path.display()))?;
+            let sink: fabric::NatEventSink = Box::new(move |e: &crate::nat::NatEvent| {
+                use std::io::Write;
+                let _ = writeln!(file, "{}", e.to_json_line());
+            });
+            let node = fabric::NatNode::new(
+                ifaces,
+                &routes,
+                inside,
+                outside,
+                config,
+                drop_icmp,
+                now,
+                Some(sink),
+            )
+            .map_err(|e| LabError::Fabric(format!("NAT {}: {e}", r.name)))?;
+            fabric
+                .replace_node(index, Box::new(node))
+                .map_err(|e| LabError::Fabric(e.to_string()))?;
+            self.nodes.insert(r.name.clone(), index);
+        }
+        Ok(())
     }
 
     fn bring_up(&mut self, fabric: Fabric, capture: bool) -> Result<(), LabError> {
@@ -247,8 +426,13 @@ impl Lab {
                 format!("bedlab run {}", self.record.run_id),
                 format!("topology {}: {}", self.topology.name, self.topology.description),
             ];
-            comments.extend(self.topology.nodes().map(|n| format!("node {} role {}", n.name(), n.role())));
-            let file = CaptureFile::create(&path, ShbInfo::bedlab(comments)).context(|| format!("creating {}", path.display()))?;
+            comments.extend(
+                self.topology
+                    .nodes()
+                    .map(|n| format!("node {} role {}", n.name(), n.role())),
+            );
+            let file = CaptureFile::create(&path, ShbInfo::bedlab(comments))
+                .context(|| format!("creating {}", path.display()))?;
             self.capture_path = Some(path);
             Some(file)
         } else {
@@ -269,8 +453,14 @@ impl Lab {
             }
             let ns = NetNs::create().context(|| format!("creating the namespace of {}", node.name()))?;
             // Recorded before anything runs inside, so gc can always find what is there.
-            self.record.namespaces.push(NsRecord { node: node.name().to_string(), inode: ns.inode(), fd: ns.as_raw_fd() });
-            self.record.save(&self.state_root).context(|| "updating the run record".into())?;
+            self.record.namespaces.push(NsRecord {
+                node: node.name().to_string(),
+                inode: ns.inode(),
+                fd: ns.as_raw_fd(),
+            });
+            self.record
+                .save(&self.state_root)
+                .context(|| "updating the run record".into())?;
             let plans: Vec<UplinkPlan> = node
                 .interfaces()
                 .iter()
@@ -278,7 +468,9 @@ impl Lab {
                 .map(|(i, iface)| UplinkPlan {
                     name: iface.name.clone(),
                     address: iface.address,
-                    prefix_len: topology.segment(&iface.segment).map_or(32, |s| s.subnet.prefix_len()),
+                    prefix_len: topology
+                        .segment(&iface.segment)
+                        .map_or(32, |s| s.subnet.prefix_len()),
                     mtu: iface.mtu,
                     gateway: topology.gateway_of(node.name(), &iface.name),
                     fabric_id: IfaceId::new(node_index, i),
@@ -301,7 +493,13 @@ impl Lab {
                 );
             }
             tuns.extend(uplinks.into_iter().map(|(id, _, fd)| (id, fd)));
-            self.namespaces.insert(node.name().to_string(), NsNode { ns, capture: host_capture });
+            self.namespaces.insert(
+                node.name().to_string(),
+                NsNode {
+                    ns,
+                    capture: host_capture,
+                },
+            );
         }
 
         let mut runner = FabricRunner::new(fabric).tuns(tuns);
@@ -362,8 +560,10 @@ impl Lab {
     /// Runs `argv` inside `node` to completion and returns its output.
     pub fn exec(&self, node: &str, argv: &[String]) -> Result<std::process::Output, LabError> {
         let ns = self.netns(node)?;
-        let (program, args) =
-            argv.split_first().ok_or_else(|| LabError::Io { context: "exec".into(), source: io::Error::other("empty command") })?;
+        let (program, args) = argv.split_first().ok_or_else(|| LabError::Io {
+            context: "exec".into(),
+            source: io::Error::other("empty command"),
+        })?;
         let fd = ns.as_raw_fd();
         let mut cmd = Command::new(program);
         cmd.args(args);
@@ -384,15 +584,46 @@ impl Lab {
     }
 
     /// Changes a link's impairment while the lab runs (`link` is `node/interface`).
-    pub fn set_impairment(&self, link: &str, direction: Direction, imp: &topology::Impairment) -> Result<(), LabError> {
-        let id = *self.links.get(link).ok_or_else(|| LabError::NoSuchLink(link.into()))?;
-        let handle = self.fabric.as_ref().ok_or_else(|| LabError::Fabric("the fabric is not running".into()))?;
-        handle.set_impairment(id, direction, impairment(imp)).context(|| format!("changing {link}"))
+    pub fn set_impairment(
+        &self,
+        link: &str,
+        direction: Direction,
+        imp: &topology::Impairment,
+    ) -> Result<(), LabError> {
+        let id = *self
+            .links
+            .get(link)
+            .ok_or_else(|| LabError::NoSuchLink(link.into()))?;
+        let handle = self
+            .fabric
+            .as_ref()
+            .ok_or_else(|| LabError::Fabric("the fabric is not running".into()))?;
+        handle
+            .set_impairment(id, direction, impairment(imp))
+            .context(|| format!("changing {link}"))
+    }
+
+    /// A run-time command to a userspace NAT (flush, rebind, lifetime, down/up).
+    pub fn nat_control(&self, nat: &str, ctl: fabric::NodeControl) -> Result<(), LabError> {
+        let index = *self.nodes.get(nat).ok_or_else(|| match self.topology.node(nat) {
+            Some(_) => LabError::Fabric(format!("{nat} is not a userspace NAT")),
+            None => LabError::NoSuchNode(nat.into()),
+        })?;
+        let handle = self
+            .fabric
+            .as_ref()
+            .ok_or_else(|| LabError::Fabric("the fabric is not running".into()))?;
+        handle
+            .control_node(index, ctl)
+            .context(|| format!("controlling {nat}"))
     }
 
     /// Per-link counters of the fabric.
     pub fn stats(&self) -> Result<fabric::Stats, LabError> {
-        let handle = self.fabric.as_ref().ok_or_else(|| LabError::Fabric("the fabric is not running".into()))?;
+        let handle = self
+            .fabric
+            .as_ref()
+            .ok_or_else(|| LabError::Fabric("the fabric is not running".into()))?;
         handle.stats().context(|| "reading fabric stats".into())
     }
 

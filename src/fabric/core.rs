@@ -186,6 +186,14 @@ impl Fabric {
                         ifs.address, seg_spec.name
                     ));
                 }
+                for alias in &ifs.aliases {
+                    if !seg.contains(*alias) || seg.owners.insert(*alias, ports.len()).is_some() {
+                        return err(format!(
+                            "interface {name}: alias {alias} is outside segment {} or used twice",
+                            seg_spec.name
+                        ));
+                    }
+                }
                 if !(68..=65535).contains(&ifs.mtu) {
                     return err(format!("interface {name}: mtu {} not in 68..=65535", ifs.mtu));
                 }
@@ -334,6 +342,33 @@ impl Fabric {
                 state.name
             ))),
         }
+    }
+
+    /// Sends a run-time command to a fabric node.
+    pub fn control_node(
+        &mut self,
+        now: Instant,
+        node: usize,
+        ctl: &super::NodeControl,
+    ) -> Result<(), FabricError> {
+        let state = self
+            .nodes
+            .get_mut(node)
+            .ok_or_else(|| FabricError::Spec(format!("no node #{node}")))?;
+        let name = state.name.clone();
+        match state.behaviour.as_mut() {
+            Some(b) => b
+                .control(now, ctl)
+                .map_err(|e| FabricError::Spec(format!("node {name}: {e}"))),
+            None => Err(FabricError::Spec(format!(
+                "node {name} is a namespace, not a fabric node"
+            ))),
+        }
+    }
+
+    /// Index of the node called `name`.
+    pub fn node_index(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.name == name)
     }
 
     /// Turns capture records on or off. Off (the default) costs nothing per packet: no

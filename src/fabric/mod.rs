@@ -46,6 +46,7 @@
 
 mod core;
 mod link;
+mod nat_node;
 mod node;
 pub mod packet;
 mod runner;
@@ -59,7 +60,8 @@ mod tests;
 
 pub use self::core::{CaptureEvent, Delivery, Fabric};
 pub use self::link::REORDER_MIN_EXTRA;
-pub use self::node::{in_subnet, mask, Node, NodeIface, NodeSend, Outbox, Router};
+pub use self::nat_node::{NatEventSink, NatNode};
+pub use self::node::{in_subnet, mask, Node, NodeControl, NodeIface, NodeSend, Outbox, Router};
 pub use self::runner::{CaptureSink, FabricHandle, FabricRunner, Stopped};
 pub use self::spec::{
     Direction, FabricSpec, IfaceId, IfaceSpec, Impairment, LinkEnd, NodeKind, NodeSpec, SegmentSpec,

@@ -75,6 +75,25 @@ pub trait Node: Send + std::fmt::Debug {
 
     /// Runs timers due at `now`. Must move [`Node::poll_timeout`] past `now`.
     fn handle_timeout(&mut self, _now: Instant, _out: &mut Outbox) {}
+
+    /// A run-time command from a scenario or the Rust API. Nodes refuse what they do not
+    /// support, with a sentence saying so.
+    fn control(&mut self, _now: Instant, ctl: &NodeControl) -> Result<(), String> {
+        Err(format!("{ctl:?} is not supported by this node"))
+    }
+}
+
+/// Run-time commands for fabric nodes (what scenarios do to NATs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeControl {
+    /// Forget every mapping.
+    Flush,
+    /// Move to other external addresses (a "rebinding"): existing mappings are gone.
+    Rebind(Vec<Ipv4Addr>),
+    /// Change the UDP mapping lifetime.
+    SetUdpTimeout(std::time::Duration),
+    /// Take the node down (it drops everything) or bring it back up.
+    SetUp(bool),
 }
 
 /// What a node knows about one of its interfaces.

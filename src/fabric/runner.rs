@@ -60,6 +60,11 @@ enum Control {
     ),
     SetCapture(bool, mpsc::Sender<()>),
     Stats(mpsc::Sender<Stats>),
+    Node(
+        usize,
+        super::NodeControl,
+        mpsc::Sender<Result<(), super::FabricError>>,
+    ),
     Stop,
 }
 
@@ -216,6 +221,12 @@ impl FabricHandle {
         self.request(|tx| Control::SetCapture(on, tx))
     }
 
+    /// Sends a run-time command to fabric node `node` (see [`Fabric::control_node`]).
+    pub fn control_node(&self, node: usize, ctl: super::NodeControl) -> io::Result<()> {
+        self.request(|tx| Control::Node(node, ctl, tx))?
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
+    }
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> io::Result<Stats> {
         self.request(Control::Stats)
@@ -345,6 +356,9 @@ impl Shell {
                 }
                 Ok(Control::Stats(reply)) => {
                     let _ = reply.send(self.fabric.stats());
+                }
+                Ok(Control::Node(node, ctl, reply)) => {
+                    let _ = reply.send(self.fabric.control_node(Instant::now(), node, &ctl));
                 }
                 Ok(Control::Stop) | Err(mpsc::TryRecvError::Disconnected) => return true,
                 Err(mpsc::TryRecvError::Empty) => return false,

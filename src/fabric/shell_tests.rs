@@ -52,6 +52,7 @@ fn host(addr: &str, mtu: u32, gateway: Option<&str>) -> (NetNs, OwnedFd) {
 
 fn iface(name: &str, segment: usize, address: &str, gateway: Option<&str>, mtu: u32) -> IfaceSpec {
     IfaceSpec {
+        aliases: Vec::new(),
         name: name.into(),
         segment,
         address: a(address),

@@ -69,6 +69,9 @@ pub struct IfaceSpec {
     pub egress: Impairment,
     /// Applied to what this interface receives, after the segment.
     pub ingress: Impairment,
+    /// Further addresses this interface owns on its segment (a NAT's external address
+    /// pool): the segment delivers packets for them here too.
+    pub aliases: Vec<Ipv4Addr>,
 }
 
 /// How one direction of a link mistreats packets. [`Impairment::default`] is a perfect link.

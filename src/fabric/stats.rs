@@ -27,6 +27,8 @@ pub enum DropReason {
     Malformed,
     /// The I/O shell could not write it into the TUN device.
     Io,
+    /// A NAT node refused it (no mapping, filtered, ports exhausted, down).
+    Nat,
 }
 
 impl fmt::Display for DropReason {
@@ -40,6 +42,7 @@ impl fmt::Display for DropReason {
             DropReason::Ttl => "ttl",
             DropReason::Malformed => "malformed",
             DropReason::Io => "io",
+            DropReason::Nat => "nat",
         })
     }
 }
@@ -55,6 +58,7 @@ pub struct Drops {
     pub ttl: u64,
     pub malformed: u64,
     pub io: u64,
+    pub nat: u64,
 }
 
 impl Drops {
@@ -69,6 +73,7 @@ impl Drops {
             DropReason::Ttl => self.ttl,
             DropReason::Malformed => self.malformed,
             DropReason::Io => self.io,
+            DropReason::Nat => self.nat,
         }
     }
 
@@ -83,6 +88,7 @@ impl Drops {
             DropReason::Ttl => &mut self.ttl,
             DropReason::Malformed => &mut self.malformed,
             DropReason::Io => &mut self.io,
+            DropReason::Nat => &mut self.nat,
         };
         *c = c.saturating_add(1);
     }
@@ -97,6 +103,7 @@ impl Drops {
             + self.ttl
             + self.malformed
             + self.io
+            + self.nat
     }
 }
 

@@ -18,6 +18,7 @@ fn ms(n: u64) -> Duration {
 
 fn iface(name: &str, segment: usize, address: &str, gateway: Option<&str>) -> IfaceSpec {
     IfaceSpec {
+        aliases: Vec::new(),
         name: name.into(),
         segment,
         address: a(address),
