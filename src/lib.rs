@@ -8,6 +8,7 @@
 //!   reading.
 
 pub mod capture;
+pub mod conformance;
 pub mod fabric;
 pub mod lab;
 pub mod nat;

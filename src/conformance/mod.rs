@@ -1,0 +1,6 @@
+//! Conformance runs: what `bedlab run` produces and what reports read.
+//!
+//! - [`model`]: verdicts, check results with evidence, cells of the matrix, the run report
+//!   (serialised as `report.json`; shards merge by concatenating cells).
+
+pub mod model;
