@@ -3,4 +3,6 @@
 //! - [`model`]: verdicts, check results with evidence, cells of the matrix, the run report
 //!   (serialised as `report.json`; shards merge by concatenating cells).
 
+pub mod adapter;
 pub mod model;
+pub mod toml_util;

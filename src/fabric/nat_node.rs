@@ -40,6 +40,7 @@ impl std::fmt::Debug for NatNode {
 impl NatNode {
     /// `ifaces` and `routes` as for a [`Router`]; `config` carries the inside/outside
     /// addresses and the behaviour. `drop_icmp` drops ICMP instead of translating it.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         ifaces: Vec<NodeIface>,
         routes: &[((Ipv4Addr, u8), Ipv4Addr)],

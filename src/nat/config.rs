@@ -120,6 +120,11 @@ pub struct Config {
     /// Idle timeout of a TCP mapping that is opening or closing (RFC 5382: 4 min).
     #[serde(with = "secs")]
     pub tcp_transitory_timeout: Duration,
+    /// Translate ICMP errors (destination unreachable, time exceeded, parameter problem)
+    /// for existing mappings, in both directions (RFC 4787 REQ-14, RFC 5508); when off they
+    /// are dropped and counted as [`crate::nat::DropReason::IcmpErrorsOff`]. Echo is
+    /// translated either way.
+    pub icmp_errors: bool,
     /// Lifetime of an ICMP query (echo) mapping (RFC 5508 REQ-1: at least 60 s).
     #[serde(with = "secs")]
     pub icmp_timeout: Duration,
@@ -151,6 +156,7 @@ impl Default for Config {
             refresh: RefreshDirection::Outbound,
             tcp_established_timeout: Duration::from_secs(7440),
             tcp_transitory_timeout: Duration::from_secs(240),
+            icmp_errors: true,
             icmp_timeout: Duration::from_secs(60),
             seed: 0x6bed4,
             log_drops: true,

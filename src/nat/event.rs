@@ -40,6 +40,8 @@ pub enum DropReason {
     Fragment,
     /// Hairpinning is switched off.
     HairpinOff,
+    /// An ICMP error, and ICMP error translation is switched off.
+    IcmpErrorsOff,
     /// A protocol or ICMP type that has no translation (e.g. GRE, an inbound echo request,
     /// an ICMP error about an ICMP error).
     NotTranslatable,
@@ -53,13 +55,14 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::NoMapping,
         DropReason::Filtered,
         DropReason::PortsExhausted,
         DropReason::Malformed,
         DropReason::Fragment,
         DropReason::HairpinOff,
+        DropReason::IcmpErrorsOff,
         DropReason::NotTranslatable,
         DropReason::SourceNotInside,
         DropReason::NotExternalAddress,
@@ -261,6 +264,8 @@ pub struct DropCounts {
     pub fragment: u64,
     /// [`DropReason::HairpinOff`].
     pub hairpin_off: u64,
+    /// [`DropReason::IcmpErrorsOff`].
+    pub icmp_errors_off: u64,
     /// [`DropReason::NotTranslatable`].
     pub not_translatable: u64,
     /// [`DropReason::SourceNotInside`].
@@ -281,6 +286,7 @@ impl DropCounts {
             DropReason::Malformed => self.malformed,
             DropReason::Fragment => self.fragment,
             DropReason::HairpinOff => self.hairpin_off,
+            DropReason::IcmpErrorsOff => self.icmp_errors_off,
             DropReason::NotTranslatable => self.not_translatable,
             DropReason::SourceNotInside => self.source_not_inside,
             DropReason::NotExternalAddress => self.not_external_address,
@@ -296,6 +302,7 @@ impl DropCounts {
             DropReason::Malformed => &mut self.malformed,
             DropReason::Fragment => &mut self.fragment,
             DropReason::HairpinOff => &mut self.hairpin_off,
+            DropReason::IcmpErrorsOff => &mut self.icmp_errors_off,
             DropReason::NotTranslatable => &mut self.not_translatable,
             DropReason::SourceNotInside => &mut self.source_not_inside,
             DropReason::NotExternalAddress => &mut self.not_external_address,

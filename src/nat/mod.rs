@@ -30,6 +30,20 @@
 //!
 //! Every decision (mapping created, refreshed, expired, refused, packet dropped, flush) is a
 //! [`NatEvent`] the caller drains with [`Nat::take_events`] and can write as JSON lines.
+//!
+//! Modelling choices where the RFCs leave room (each one is what the tests pin down):
+//! - Mappings are keyed by inside address, inside port and protocol (plus the remote
+//!   address, and port, under ADM / APDM), so inside hosts sharing a source port never
+//!   collide; an external endpoint belongs to one mapping at a time.
+//! - Filtering state is the set of remotes a mapping has sent to; it lives as long as the
+//!   mapping. A hairpinned packet passes the destination mapping's filter as if it came
+//!   from outside, from the sender's external endpoint.
+//! - A mapping expires exactly its timeout after its last refresh (`now >= last + timeout`).
+//!   UDP and ICMP echo mappings are refreshed per `Config::refresh`; TCP mappings by every
+//!   admitted segment in either direction, with one connection state per mapping (exact for
+//!   APDM, an approximation when EIM carries several connections from one inside port).
+//! - ICMP echo identifiers are allocated like ports, from the same `port_range`.
+//! - With a paired pool, a host whose address has no free port is refused, never moved.
 
 mod config;
 mod event;
@@ -55,10 +69,10 @@ pub use event::{
     Direction, DropCounts, DropReason, Flow, FlushCause, NatEvent, NatEventKind, Proto, Stats, Verdict,
 };
 
-use table::{remote_key, tcp_update, FoldBuild, InsideKey, Mapping, PortTable, Remotes, Timer, NO_SLOT};
+use table::{outside_key, remote_key, tcp_update, FoldBuild, InsideKey, Mapping, PortSet, Remotes, Timer};
 use wire::{Inner, Packet, Side, L4};
 
-/// A live mapping, as [`Nat::mappings`] and [`Nat::lookup_external`] report it.
+/// A live mapping, as [`Nat::mappings`] and [`Nat::mapping_at`] report it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MappingInfo {
     /// Protocol.
@@ -91,8 +105,10 @@ pub struct Nat {
     live: usize,
     hasher: FoldBuild,
     by_inside: HashMap<InsideKey, u32, FoldBuild>,
-    /// Per external address, per protocol (`Proto::index`).
-    ports: Vec<[PortTable; 3]>,
+    /// Per protocol (`Proto::index`): `outside_key(pool index, port)` → slot.
+    by_outside: [HashMap<u32, u32, FoldBuild>; 3],
+    /// Ports in use, per external address, per protocol.
+    ports: Vec<[PortSet; 3]>,
     timers: BinaryHeap<Reverse<Timer>>,
     next_gen: u32,
     rng: ChaCha8Rng,
@@ -145,6 +161,7 @@ impl Nat {
             live: 0,
             hasher,
             by_inside: HashMap::with_hasher(hasher),
+            by_outside: std::array::from_fn(|_| HashMap::with_hasher(hasher)),
             ports: Vec::new(),
             timers: BinaryHeap::new(),
             next_gen: 0,
@@ -274,6 +291,7 @@ impl Nat {
                 r_addr: p.dst,
                 r_port: 0,
             },
+            L4::Error(_) if !self.cfg.icmp_errors => return Verdict::Drop(DropReason::IcmpErrorsOff),
             L4::Error(inner) => return self.outbound_error(t, b, &p, &inner),
             L4::Echo { request: false, .. } | L4::Other { .. } => {
                 return Verdict::Drop(DropReason::NotTranslatable)
@@ -310,8 +328,7 @@ impl Nat {
         match self.admit_inbound(t, dslot, ext_addr, ext_port, tcp_flags) {
             Ok((in_addr, in_port)) => {
                 wire::set(b, &p, Side::Src, ext_addr, ext_port);
-                let p2 = Packet { src: ext_addr, ..p };
-                wire::set(b, &p2, Side::Dst, in_addr, in_port);
+                wire::set(b, &p, Side::Dst, in_addr, in_port);
                 Verdict::Hairpin
             }
             Err(r) => Verdict::Drop(r),
@@ -340,6 +357,7 @@ impl Nat {
                 sport,
             ),
             L4::Echo { request: false, id } => (Proto::Icmp, id, 0),
+            L4::Error(_) if !self.cfg.icmp_errors => return Verdict::Drop(DropReason::IcmpErrorsOff),
             L4::Error(inner) => return self.inbound_error(t, b, &p, idx, &inner),
             L4::Echo { request: true, .. } | L4::Other { .. } => {
                 return Verdict::Drop(DropReason::NotTranslatable)
@@ -576,23 +594,27 @@ impl Nat {
                 s
             }
             None => {
+                if self.slots.len() == self.slots.capacity() {
+                    self.slots.reserve_exact(growth(self.slots.len()));
+                }
                 self.slots.push(Some(m));
                 (self.slots.len() - 1) as u32
             }
         };
         self.live += 1;
         self.by_inside.insert(key, slot);
-        if let Some(tables) = self.ports.get_mut(usize::from(idx)) {
-            tables[f.proto.index()].set(port, slot);
+        if let Some(sets) = self.ports.get_mut(usize::from(idx)) {
+            sets[f.proto.index()].set(port, true);
         }
+        self.by_outside[f.proto.index()].insert(outside_key(idx, port), slot);
         if self.cfg.pooling == Pooling::Paired {
             self.paired.entry(f.in_addr).or_insert((idx, 0)).1 += 1;
         }
-        self.timers.push(Reverse(Timer {
+        self.push_timer_entry(Timer {
             at: expiry,
             slot,
             gen: self.next_gen,
-        }));
+        });
         self.stats.mappings_created += 1;
         let ext = self.pool[usize::from(idx)];
         self.emit(
@@ -611,9 +633,10 @@ impl Nat {
     fn remove(&mut self, slot: u32) -> Option<Mapping> {
         let m = self.slots.get_mut(slot as usize)?.take()?;
         self.by_inside.remove(&m.inside_key());
-        if let Some(tables) = self.ports.get_mut(usize::from(m.ext_idx)) {
-            if let Some(pi) = Proto::from_number(m.proto).map(Proto::index) {
-                tables[pi].set(m.ext_port, NO_SLOT);
+        if let Some(pi) = Proto::from_number(m.proto).map(Proto::index) {
+            self.by_outside[pi].remove(&outside_key(m.ext_idx, m.ext_port));
+            if let Some(sets) = self.ports.get_mut(usize::from(m.ext_idx)) {
+                sets[pi].set(m.ext_port, false);
             }
         }
         if let Some(e) = self.paired.get_mut(&m.in_addr) {
@@ -646,10 +669,8 @@ impl Nat {
 
     /// The live mapping owning an external endpoint.
     fn lookup_external(&mut self, t: u64, proto: Proto, idx: usize, port: u16) -> Option<u32> {
-        let slot = self.ports.get(idx)?[proto.index()].get(port);
-        if slot == NO_SLOT {
-            return None;
-        }
+        let idx = u16::try_from(idx).ok()?;
+        let slot = *self.by_outside[proto.index()].get(&outside_key(idx, port))?;
         self.live_slot(t, slot)
     }
 
@@ -735,8 +756,15 @@ impl Nat {
         let gen = self.next_gen;
         if let Some(m) = self.slot_mut(slot) {
             m.gen = gen;
-            self.timers.push(Reverse(Timer { at, slot, gen }));
+            self.push_timer_entry(Timer { at, slot, gen });
         }
+    }
+
+    fn push_timer_entry(&mut self, timer: Timer) {
+        if self.timers.len() == self.timers.capacity() {
+            self.timers.reserve_exact(growth(self.timers.len()));
+        }
+        self.timers.push(Reverse(timer));
     }
 
     /// Restarts a mapping's lifetime at `t`, logging the first refresh and then at most one
@@ -870,8 +898,11 @@ impl Nat {
         self.by_inside.clear();
         self.paired.clear();
         self.timers.clear();
-        for table in self.ports.iter_mut().flatten() {
-            table.clear();
+        for set in self.ports.iter_mut().flatten() {
+            set.clear();
+        }
+        for map in &mut self.by_outside {
+            map.clear();
         }
         self.live = 0;
         self.stats.mappings_flushed += count as u64;
@@ -928,8 +959,8 @@ impl Nat {
     /// The mapping owning an external endpoint, if live at `now` (read-only: does not expire).
     pub fn mapping_at(&self, now: Instant, proto: Proto, external: SocketAddrV4) -> Option<MappingInfo> {
         let idx = self.pool_index(u32::from(*external.ip()))?;
-        let slot = self.ports.get(idx)?[proto.index()].get(external.port());
-        let m = self.slot(slot)?;
+        let key = outside_key(u16::try_from(idx).ok()?, external.port());
+        let m = self.slot(*self.by_outside[proto.index()].get(&key)?)?;
         (self.expiry(m) > self.ns(now)).then(|| self.info(m))
     }
 
@@ -957,10 +988,22 @@ impl Nat {
         let inside = table::hashset_bytes(self.by_inside.capacity(), size_of::<(InsideKey, u32)>());
         let paired = table::hashset_bytes(self.paired.capacity(), size_of::<(u32, (u16, u32))>());
         let timers = self.timers.capacity() * size_of::<Reverse<Timer>>();
-        let ports: usize = self.ports.iter().flatten().map(PortTable::heap_bytes).sum();
+        let outside: usize = self
+            .by_outside
+            .iter()
+            .map(|m| table::hashset_bytes(m.capacity(), size_of::<(u32, u32)>()))
+            .sum();
+        let ports: usize = self.ports.iter().flatten().map(PortSet::heap_bytes).sum();
         let remotes: usize = self.slots.iter().flatten().map(|m| m.remotes.heap_bytes()).sum();
-        slab + free + inside + paired + timers + ports + remotes
+        slab + free + inside + outside + paired + timers + ports + remotes
     }
+}
+
+/// How much to grow the slab and the timer heap when full: a quarter, not the default
+/// doubling, so that spare capacity costs at most ~25 % of the per-mapping memory while
+/// pushes stay amortised O(1).
+fn growth(len: usize) -> usize {
+    (len / 4).max(64)
 }
 
 /// Milliseconds since the epoch, wrapping (only differences are used).

@@ -1,21 +1,20 @@
-//! The mapping table: compact per-mapping records in a slab, a hash index from the inside,
-//! direct port tables from the outside, and a timer heap.
+//! The mapping table: compact per-mapping records in a slab, hash indexes from the inside
+//! and from the outside, port bitmaps, and a timer heap.
 //!
 //! Sizes matter because the lab is benchmarked with a million live mappings:
-//! - [`Mapping`] is 64 bytes; remotes beyond the first spill into a boxed set only for
+//! - [`Mapping`] is 56 bytes; remotes beyond the first spill into a boxed set only for
 //!   mappings that actually talk to several remotes (EIM with ADF/APDF).
-//! - The inside index is a hash map of 16-byte keys to a 4-byte slot number.
-//! - The outside index is a direct table of slot numbers per external address and protocol
-//!   (65536 × 4 bytes, allocated on first use): an inbound lookup is two array indexings and
-//!   never hashes, and finding a free port is a scan of contiguous memory.
+//! - The inside index is a hash map of 16-byte keys to a 4-byte slot number (20-byte entries).
+//! - The slab and the heap grow by a quarter, not by doubling, to bound spare capacity.
+//! - The outside index is one hash map per protocol from (pool index, port) packed in a u32
+//!   to the slot number: 8-byte entries. Which ports are free is a separate bitmap per
+//!   external address and protocol (8 KiB) with a summary level, so allocation stays fast
+//!   however crowded the range is.
 //! - Timers are one 16-byte heap entry per mapping with lazy deletion: a refresh only
 //!   updates the mapping; when the old entry pops it is re-pushed at the real expiry.
 
 use std::collections::HashSet;
 use std::hash::{BuildHasher, Hash, Hasher};
-
-/// A slot number meaning "none".
-pub(crate) const NO_SLOT: u32 = u32::MAX;
 
 /// The key of the inside index: what a mapping is "for", per the mapping behaviour. Remote
 /// fields are 0 when the behaviour ignores them.
@@ -83,6 +82,9 @@ impl Hasher for FoldHasher {
     }
     fn write_u64(&mut self, x: u64) {
         self.state = fold_mul(self.state ^ x, K1);
+    }
+    fn write_u32(&mut self, x: u32) {
+        self.write_u64(u64::from(x));
     }
     fn finish(&self) -> u64 {
         fold_mul(self.state, K2)
@@ -253,56 +255,55 @@ pub(crate) struct Timer {
     pub gen: u32,
 }
 
-/// Slot numbers of the mappings on one external address for one protocol, indexed by port,
-/// plus a bitmap of the ports in use so that finding a free port scans 64 ports per step
-/// (a full 64 k range in about a thousand word tests) instead of probing port by port.
+/// The ports in use on one external address for one protocol: a bitmap (allocated on first
+/// use, 8 KiB) with a summary of full words, so that finding a free port tests at most the
+/// 16 summary words plus the few words it points at, however crowded the range is. (Port
+/// preservation makes crowding normal: every host uses the same few source ports.)
 #[derive(Debug, Default)]
-pub(crate) struct PortTable {
-    slots: Option<Box<[u32]>>,
-    used_bits: Option<Box<[u64]>>,
+pub(crate) struct PortSet {
+    bits: Option<Box<[u64]>>,
+    /// Bit `w` set when `bits[w]` is all ones.
+    full: [u64; 16],
     pub used: u32,
 }
 
 /// Bits of even (`0`) or odd (`1`) positions in a word; word starts are even ports.
 const PARITY_MASK: [u64; 2] = [0x5555_5555_5555_5555, 0xaaaa_aaaa_aaaa_aaaa];
 
-impl PortTable {
-    pub fn get(&self, port: u16) -> u32 {
-        match &self.slots {
-            Some(s) => s[usize::from(port)],
-            None => NO_SLOT,
-        }
-    }
-
+impl PortSet {
     pub fn is_free(&self, port: u16) -> bool {
-        self.get(port) == NO_SLOT
+        self.bits
+            .as_ref()
+            .is_none_or(|b| b[usize::from(port / 64)] & (1 << (port % 64)) == 0)
     }
 
-    pub fn set(&mut self, port: u16, slot: u32) {
-        let s = self
-            .slots
-            .get_or_insert_with(|| vec![NO_SLOT; 65536].into_boxed_slice());
+    /// Marks `port` used or free.
+    pub fn set(&mut self, port: u16, used: bool) {
         let bits = self
-            .used_bits
+            .bits
             .get_or_insert_with(|| vec![0u64; 1024].into_boxed_slice());
-        let e = &mut s[usize::from(port)];
-        let (w, b) = (usize::from(port / 64), port % 64);
-        match (*e == NO_SLOT, slot == NO_SLOT) {
-            (true, false) => {
-                self.used += 1;
-                bits[w] |= 1 << b;
-            }
-            (false, true) => {
-                self.used -= 1;
-                bits[w] &= !(1 << b);
-            }
-            _ => {}
+        let w = usize::from(port / 64);
+        let bit = 1u64 << (port % 64);
+        if (bits[w] & bit != 0) == used {
+            return;
         }
-        *e = slot;
+        if used {
+            bits[w] |= bit;
+            self.used += 1;
+        } else {
+            bits[w] &= !bit;
+            self.used -= 1;
+        }
+        let fbit = 1u64 << (w % 64);
+        if bits[w] == u64::MAX {
+            self.full[w / 64] |= fbit;
+        } else {
+            self.full[w / 64] &= !fbit;
+        }
     }
 
     /// The first free port at or after `start` (wrapping within `lo..=hi`) whose parity is
-    /// `parity` (if given). Bounded by one pass over the range.
+    /// `parity` (if given).
     pub fn scan(&self, lo: u16, hi: u16, start: u16, parity: Option<u16>) -> Option<u16> {
         let start = if (lo..=hi).contains(&start) { start } else { lo };
         self.first_free(start, hi, parity).or_else(|| {
@@ -316,11 +317,29 @@ impl PortTable {
 
     /// The lowest free port in `a..=b` with the given parity.
     fn first_free(&self, a: u16, b: u16, parity: Option<u16>) -> Option<u16> {
+        let Some(bits) = &self.bits else {
+            // Nothing used yet: the first port of the right parity.
+            let p = match parity {
+                Some(par) if a % 2 != par => a.checked_add(1)?,
+                _ => a,
+            };
+            return (p <= b).then_some(p);
+        };
         let par = parity.map_or(u64::MAX, |p| PARITY_MASK[usize::from(p & 1)]);
         let (wa, wb) = (usize::from(a / 64), usize::from(b / 64));
-        for w in wa..=wb {
-            let used = self.used_bits.as_ref().map_or(0, |bits| bits[w]);
-            let mut free = !used & par;
+        let mut w = wa;
+        while w <= wb {
+            // Skip words that are entirely used, 64 at a time.
+            let nonfull = !self.full[w / 64] & (u64::MAX << (w % 64));
+            if nonfull == 0 {
+                w = (w / 64 + 1) * 64;
+                continue;
+            }
+            w = (w / 64) * 64 + nonfull.trailing_zeros() as usize;
+            if w > wb {
+                break;
+            }
+            let mut free = !bits[w] & par;
             if w == wa {
                 free &= u64::MAX << (a % 64);
             }
@@ -330,21 +349,25 @@ impl PortTable {
             if free != 0 {
                 return Some((w * 64) as u16 + free.trailing_zeros() as u16);
             }
+            w += 1;
         }
         None
     }
 
     pub fn clear(&mut self) {
-        if let Some(s) = &mut self.slots {
-            s.fill(NO_SLOT);
-        }
-        if let Some(b) = &mut self.used_bits {
+        if let Some(b) = &mut self.bits {
             b.fill(0);
         }
+        self.full = [0; 16];
         self.used = 0;
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.slots.as_ref().map_or(0, |s| s.len() * 4) + self.used_bits.as_ref().map_or(0, |b| b.len() * 8)
+        self.bits.as_ref().map_or(0, |b| b.len() * 8)
     }
+}
+
+/// Key of the outside index (one map per protocol): pool index and external port.
+pub(crate) fn outside_key(idx: u16, port: u16) -> u32 {
+    (u32::from(idx) << 16) | u32::from(port)
 }

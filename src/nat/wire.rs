@@ -34,6 +34,7 @@ pub(crate) struct Packet {
     pub end: usize,
     /// IP protocol number.
     pub proto: u8,
+    /// Addresses as parsed (rewriting reads the buffer, not these).
     pub src: u32,
     pub dst: u32,
     pub l4: L4,

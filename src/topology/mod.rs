@@ -33,6 +33,7 @@ use std::time::Duration;
 
 pub use builder::TopologyBuilder;
 pub use error::{Diagnostic, ErrorKind, Position, TopologyError};
+pub(crate) use error::from_toml_error;
 pub use nat::{
     Filtering, IcmpPolicy, Mapping, NatBehaviour, NatKind, NatKnobs, NatPreset, NatSpec, PortAllocation,
     Refresh,

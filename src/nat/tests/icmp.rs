@@ -156,3 +156,23 @@ fn outbound_error_from_inside_is_translated() {
     let (v, _) = lab.out(icmp_error(C1, S2, 3, 3, 0, &stray));
     assert_eq!(v, Verdict::Drop(DropReason::NoMapping));
 }
+
+#[test]
+fn error_translation_can_be_switched_off() {
+    let mut lab = Lab::new(Config {
+        icmp_errors: false,
+        ..Config::default()
+    });
+    let c = ep(C1, 4000);
+    let outside = sent(&mut lab, c, ep(S1, P1));
+    let (v, _) = lab.inb(icmp_error(ROUTER, EXT, 11, 0, 0, &outside));
+    assert_eq!(v, Verdict::Drop(DropReason::IcmpErrorsOff));
+    let (v, delivered) = lab.inb(udp(ep(S1, P1), src_of(&outside)));
+    assert_eq!(v, Verdict::Forward);
+    let (v, _) = lab.out(icmp_error(C1, S1, 3, 3, 0, &delivered));
+    assert_eq!(v, Verdict::Drop(DropReason::IcmpErrorsOff));
+    assert_eq!(lab.nat.stats().drops.icmp_errors_off, 2);
+    // Echo still works.
+    let (v, _) = lab.out(echo(C1, S1, true, 7, 1));
+    assert_eq!(v, Verdict::Forward);
+}
