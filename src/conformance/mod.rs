@@ -5,4 +5,5 @@
 
 pub mod adapter;
 pub mod model;
+pub mod scenario;
 pub mod toml_util;
