@@ -3,7 +3,8 @@
 //! [`Lab::build`] checks the machine first ([`crate::preflight`]), reaps what dead runs
 //! left ([`crate::runs::gc`]), records the run before creating anything, then creates one
 //! namespace per host (and per Linux NAT), one TUN per interface inside it with its address
-//! and default route, and hands every TUN to the fabric. Every link end is captured by the
+//! and default route (a Linux NAT: its routes, forwarding, and nftables masquerade with a
+//! stateful firewall, see [`linux_nat_ruleset`]), and hands every TUN to the fabric. Every link end is captured by the
 //! fabric and every other interface inside a namespace (a 6bed4 TUN, say) by a packet
 //! socket there, all into one pcapng per run.
 //!
@@ -264,9 +265,18 @@ struct UplinkPlan {
     fabric_id: IfaceId,
 }
 
-/// Creates the uplink TUNs inside the current thread's namespace; returns them with their
-/// ifindexes. Runs on a thread that has entered the node's namespace.
-fn configure_uplinks(plans: &[UplinkPlan], forwarding: bool) -> io::Result<Vec<(IfaceId, u32, OwnedFd)>> {
+/// A static route of a namespace router: (prefix, prefix length, next hop).
+type RoutePlan = (std::net::Ipv4Addr, u8, std::net::Ipv4Addr);
+
+/// Creates the uplink TUNs inside the current thread's namespace, with a default route for
+/// hosts and the static `routes` of a router (each on the uplink whose subnet holds its next
+/// hop); returns them with their ifindexes. Runs on a thread that has entered the node's
+/// namespace.
+fn configure_uplinks(
+    plans: &[UplinkPlan],
+    forwarding: bool,
+    routes: &[RoutePlan],
+) -> io::Result<Vec<(IfaceId, u32, OwnedFd)>> {
     use sixbed4::sys::{netlink::Netlink, sysctl, tun::Tun};
     let mut nl = Netlink::open()?;
     let mut out = Vec::new();
@@ -284,10 +294,161 @@ fn configure_uplinks(plans: &[UplinkPlan], forwarding: bool) -> io::Result<Vec<(
         let ifindex = tun.ifindex();
         out.push((p.fabric_id, ifindex, OwnedFd::from(tun)));
     }
+    for &(prefix, len, via) in routes {
+        let uplink = plans
+            .iter()
+            .zip(&out)
+            .find(|(p, _)| fabric::in_subnet(via, (p.address, p.prefix_len)))
+            .map(|(_, u)| u.1)
+            .ok_or_else(|| io::Error::other(format!("no uplink on the segment of next hop {via}")))?;
+        nl.add_route_v4(uplink, prefix, len, Some(via))
+            .map_err(|e| io::Error::new(e.kind(), format!("route {prefix}/{len} via {via}: {e}")))?;
+    }
     if forwarding {
         std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")?;
     }
     Ok(out)
+}
+
+/// The nftables ruleset of a Linux NAT: masquerade on the outside interface (`fully-random`:
+/// a random port per conntrack entry) and, with `firewall`, a home router's stateful filter
+/// dropping new connections that arrive on the outside, in `forward` and `input` (echo
+/// requests to the router itself excepted). Tables are replaced as a whole, atomically.
+pub fn linux_nat_ruleset(outside: &str, random: bool, firewall: bool) -> String {
+    let oif = format!("{outside:?}");
+    let flags = if random { " fully-random" } else { "" };
+    let mut rules = format!(
+        "add table ip bedlab_nat\n\
+         delete table ip bedlab_nat\n\
+         table ip bedlab_nat {{\n\
+         \tchain postrouting {{\n\
+         \t\ttype nat hook postrouting priority srcnat; policy accept;\n\
+         \t\toifname {oif} masquerade{flags}\n\
+         \t}}\n\
+         }}\n\
+         add table inet bedlab_filter\n\
+         delete table inet bedlab_filter\n"
+    );
+    if firewall {
+        rules.push_str(&format!(
+            "table inet bedlab_filter {{\n\
+             \tchain forward {{\n\
+             \t\ttype filter hook forward priority filter; policy accept;\n\
+             \t\tct state established,related accept\n\
+             \t\tiifname {oif} ct state new drop\n\
+             \t}}\n\
+             \tchain input {{\n\
+             \t\ttype filter hook input priority filter; policy accept;\n\
+             \t\tct state established,related accept\n\
+             \t\tiifname {oif} icmp type echo-request accept\n\
+             \t\tiifname {oif} ct state new drop\n\
+             \t}}\n\
+             }}\n"
+        ));
+    }
+    rules
+}
+
+/// The ruleset that takes a Linux NAT down: every packet dropped, before anything else.
+const LINUX_NAT_DOWN: &str = "add table inet bedlab_down\n\
+delete table inet bedlab_down\n\
+table inet bedlab_down {\n\
+\tchain prerouting { type filter hook prerouting priority -300; policy drop; }\n\
+\tchain output { type filter hook output priority -300; policy drop; }\n\
+}\n";
+
+/// Brings a Linux NAT back up.
+const LINUX_NAT_UP: &str = "add table inet bedlab_down\ndelete table inet bedlab_down\n";
+
+/// Runs `program args` inside `ns` (entered between fork and exec) with `input` on its
+/// standard input; an exit status other than 0 is an error carrying its stderr.
+fn run_tool_in(ns: &NetNs, program: &str, args: &[&str], input: &str) -> io::Result<()> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let fd = ns.as_raw_fd();
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: only setns and prctl, both async-signal-safe, run between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            crate::netns::setns(fd)?;
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| io::Error::new(e.kind(), format!("starting {program}: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "{program} {}: {} ({})",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim(),
+            out.status
+        )));
+    }
+    Ok(())
+}
+
+/// Sets the namespace's conntrack UDP timeouts (unreplied and stream alike, so a mapping's
+/// lifetime does not depend on whether it saw replies). Conntrack sysctls are per namespace.
+fn set_conntrack_udp_timeout(ns: &NetNs, timeout: Duration) -> io::Result<()> {
+    let secs = timeout.as_secs_f64().ceil().max(1.0) as u64;
+    ns.run(move || -> io::Result<()> {
+        for name in ["nf_conntrack_udp_timeout", "nf_conntrack_udp_timeout_stream"] {
+            let path = format!("/proc/sys/net/netfilter/{name}");
+            std::fs::write(&path, secs.to_string())
+                .map_err(|e| io::Error::new(e.kind(), format!("writing {path}: {e}")))?;
+        }
+        Ok(())
+    })?
+}
+
+/// nftables and conntrack inside a Linux NAT's namespace (its uplinks, routes and
+/// forwarding are already in place). The ruleset's `ct` and `masquerade` expressions load
+/// conntrack, so its sysctls exist by the time the timeout is written.
+fn configure_linux_nat(ns: &NetNs, nat: &topology::NatSpec) -> io::Result<()> {
+    let random = nat.kind == NatKind::LinuxMasqueradeRandom;
+    let firewall = nat.knobs.firewall.unwrap_or(true);
+    run_tool_in(
+        ns,
+        "nft",
+        &["-f", "-"],
+        &linux_nat_ruleset(&nat.outside, random, firewall),
+    )?;
+    if let Some(timeout) = nat.knobs.udp_timeout {
+        set_conntrack_udp_timeout(ns, timeout)?;
+    }
+    Ok(())
+}
+
+/// A run-time control of a Linux NAT; `Unsupported` for what the kernel NAT cannot do.
+fn linux_nat_control(ns: &NetNs, ctl: &fabric::NodeControl) -> io::Result<()> {
+    match ctl {
+        fabric::NodeControl::Flush => run_tool_in(ns, "conntrack", &["-F"], ""),
+        fabric::NodeControl::SetUdpTimeout(d) if d.is_zero() => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a UDP timeout must be above 0",
+        )),
+        fabric::NodeControl::SetUdpTimeout(d) => set_conntrack_udp_timeout(ns, *d),
+        fabric::NodeControl::SetUp(false) => {
+            run_tool_in(ns, "nft", &["-f", "-"], LINUX_NAT_DOWN)?;
+            run_tool_in(ns, "conntrack", &["-F"], "")
+        }
+        fabric::NodeControl::SetUp(true) => run_tool_in(ns, "nft", &["-f", "-"], LINUX_NAT_UP),
+        fabric::NodeControl::Rebind(_) => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "rebinding is not supported for Linux NATs (their external address is their outside \
+             interface's; use a userspace NAT to rebind)",
+        )),
+    }
 }
 
 impl Lab {
@@ -477,10 +638,24 @@ impl Lab {
                 })
                 .collect();
             let forwarding = node.is_router();
+            let routes: Vec<RoutePlan> = match node {
+                Node::Router(r) => r
+                    .routes
+                    .iter()
+                    .map(|rt| (rt.prefix.addr(), rt.prefix.prefix_len(), rt.via))
+                    .collect(),
+                Node::Host(_) => Vec::new(),
+            };
             let uplinks = ns
-                .run(|| configure_uplinks(&plans, forwarding))
+                .run(|| configure_uplinks(&plans, forwarding, &routes))
                 .and_then(|r| r)
                 .context(|| format!("configuring the uplinks of {}", node.name()))?;
+            if let Node::Router(r) = node {
+                if let Some(nat) = r.nat.as_ref().filter(|n| n.kind.is_linux()) {
+                    configure_linux_nat(&ns, nat)
+                        .context(|| format!("configuring the Linux NAT {}", r.name))?;
+                }
+            }
             let mut host_capture = None;
             if let Some(file) = &capture_file {
                 let options = HostCaptureOptions {
@@ -603,8 +778,27 @@ impl Lab {
             .context(|| format!("changing {link}"))
     }
 
-    /// A run-time command to a userspace NAT (flush, rebind, lifetime, down/up).
+    /// A run-time command to a NAT (flush, rebind, lifetime, down/up).
+    ///
+    /// Userspace NATs support all four. Linux NATs: `Flush` empties the namespace's conntrack
+    /// table (`conntrack -F`); `SetUdpTimeout` sets `nf_conntrack_udp_timeout` and `_stream`
+    /// (existing entries take the new value at their next packet, as in the kernel);
+    /// `SetUp(false)` drops every packet in every hook (a table `bedlab_down` at priority
+    /// -300) and empties conntrack, like a rebooting router, and `SetUp(true)` removes that
+    /// table; `Rebind` is refused (the kernel NAT's addresses are its interfaces').
     pub fn nat_control(&self, nat: &str, ctl: fabric::NodeControl) -> Result<(), LabError> {
+        if let Some(Node::Router(r)) = self.topology.node(nat) {
+            if r.nat.as_ref().is_some_and(|n| n.kind.is_linux()) {
+                let ns = self.netns(nat)?;
+                return linux_nat_control(ns, &ctl).map_err(|e| match e.kind() {
+                    io::ErrorKind::Unsupported => LabError::Fabric(format!("{nat}: {e}")),
+                    _ => LabError::Io {
+                        context: format!("controlling the Linux NAT {nat}"),
+                        source: e,
+                    },
+                });
+            }
+        }
         let index = *self.nodes.get(nat).ok_or_else(|| match self.topology.node(nat) {
             Some(_) => LabError::Fabric(format!("{nat} is not a userspace NAT")),
             None => LabError::NoSuchNode(nat.into()),

@@ -55,6 +55,89 @@ enum Cmd {
     Ps(JsonArg),
     /// Parse and validate topology files; errors name file:line:col.
     Validate(ValidateArgs),
+    /// Run conformance scenarios over a matrix of NATs and implementations.
+    ///
+    /// Writes out/<run-id>/: report.json, junit.xml, summary.md, report.html, and per cell
+    /// the pcapng, logs and NAT decision logs. Exits 0 only when no cell FAILs or ERRORs.
+    Run(RunArgs),
+    /// List scenarios and the cells they expand to.
+    List(ListArgs),
+    /// Send the negative corpus (malformed, truncated, oversized, garbage 6bed4 datagrams)
+    /// to an endpoint. Used inside lab nodes by `inject` steps.
+    #[command(hide = true)]
+    Inject(InjectArgs),
+}
+
+#[derive(Args, Debug)]
+struct SuiteArgs {
+    /// Scenario files or directories.
+    #[arg(long = "scenarios", default_value = "scenarios")]
+    scenarios: Vec<PathBuf>,
+    /// Implementation adapters.
+    #[arg(long, default_value = "harness/impls")]
+    impls: PathBuf,
+    /// Topologies that scenarios name.
+    #[arg(long, default_value = "topologies")]
+    topologies: PathBuf,
+    /// Keep only cells whose id contains every given term (repeatable), e.g. `--filter bypass --filter symmetric`.
+    #[arg(long)]
+    filter: Vec<String>,
+    /// Run a deterministic share of the cells: K/N runs cells K, K+N, K+2N, ... (1-based).
+    #[arg(long, value_parser = parse_shard)]
+    shard: Option<(usize, usize)>,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    #[command(flatten)]
+    suite: SuiteArgs,
+    /// Directory for results: <out>/<run-id>/.
+    #[arg(long, default_value = "out")]
+    out: PathBuf,
+    /// Cells run in parallel.
+    #[arg(long, short = 'j', default_value_t = 1)]
+    jobs: usize,
+    /// Treat documented 6bed4 deviations from RFC 4861 as failures.
+    #[arg(long)]
+    strict: bool,
+    /// Print the report as JSON on stdout at the end.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct ListArgs {
+    #[command(flatten)]
+    suite: SuiteArgs,
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct InjectArgs {
+    /// Where to send: <ipv4>:<port>.
+    #[arg(long)]
+    to: std::net::SocketAddrV4,
+    /// Which corpus.
+    #[arg(long, default_value = "negative")]
+    corpus: String,
+}
+
+fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let (k, n) = s
+        .split_once('/')
+        .ok_or_else(|| format!("expected K/N such as 1/4, found {s:?}"))?;
+    let k: usize = k
+        .parse()
+        .map_err(|_| format!("expected K/N such as 1/4, found {s:?}"))?;
+    let n: usize = n
+        .parse()
+        .map_err(|_| format!("expected K/N such as 1/4, found {s:?}"))?;
+    if n == 0 || k == 0 || k > n {
+        return Err(format!("shard {s:?}: K must be in 1..=N"));
+    }
+    Ok((k, n))
 }
 
 #[derive(Args, Debug)]
@@ -196,11 +279,26 @@ fn describe(lab: &Lab, json: bool) {
         println!("{v}");
         return;
     }
-    println!("lab {} is up: topology {} ({})", lab.run_id(), t.name, t.description);
+    println!(
+        "lab {} is up: topology {} ({})",
+        lab.run_id(),
+        t.name,
+        t.description
+    );
     for n in t.nodes() {
-        let addrs: Vec<String> = n.interfaces().iter().map(|i| format!("{}={}", i.name, i.address)).collect();
+        let addrs: Vec<String> = n
+            .interfaces()
+            .iter()
+            .map(|i| format!("{}={}", i.name, i.address))
+            .collect();
         let kind = if n.is_namespace() { "namespace" } else { "fabric" };
-        println!("  {:<12} {:<14} {:<9} {}", n.name(), n.role(), kind, addrs.join(" "));
+        println!(
+            "  {:<12} {:<14} {:<9} {}",
+            n.name(),
+            n.role(),
+            kind,
+            addrs.join(" ")
+        );
     }
     if let Some(c) = lab.capture_path() {
         println!("capture: {}", c.display());
@@ -211,8 +309,11 @@ fn describe(lab: &Lab, json: bool) {
 
 /// The one live run the user means.
 fn select_run(state_root: &Path, run: Option<&str>) -> Result<RunRecord> {
-    let live: Vec<RunRecord> =
-        runs::list(state_root).into_iter().filter_map(|(_, r)| r.ok()).filter(|r| r.owner_alive()).collect();
+    let live: Vec<RunRecord> = runs::list(state_root)
+        .into_iter()
+        .filter_map(|(_, r)| r.ok())
+        .filter(|r| r.owner_alive())
+        .collect();
     match run {
         Some(id) => live
             .into_iter()
@@ -223,7 +324,11 @@ fn select_run(state_root: &Path, run: Option<&str>) -> Result<RunRecord> {
             1 => Ok(live.into_iter().next().context("one run")?),
             _ => {
                 let ids: Vec<&str> = live.iter().map(|r| r.run_id.as_str()).collect();
-                Err(InputError(format!("several labs are running ({}): choose one with --run", ids.join(", "))).into())
+                Err(InputError(format!(
+                    "several labs are running ({}): choose one with --run",
+                    ids.join(", ")
+                ))
+                .into())
             }
         },
     }
@@ -233,7 +338,11 @@ fn select_run(state_root: &Path, run: Option<&str>) -> Result<RunRecord> {
 fn open_node(record: &RunRecord, node: &str) -> Result<NetNs> {
     let ns = record.namespaces.iter().find(|n| n.node == node).ok_or_else(|| {
         let names: Vec<&str> = record.namespaces.iter().map(|n| n.node.as_str()).collect();
-        InputError(format!("lab {} has no namespace node {node:?} (nodes: {})", record.run_id, names.join(", ")))
+        InputError(format!(
+            "lab {} has no namespace node {node:?} (nodes: {})",
+            record.run_id,
+            names.join(", ")
+        ))
     })?;
     let handle = NetNs::open_path(&format!("/proc/{}/fd/{}", record.pid, ns.fd))?;
     if handle.inode() != ns.inode {
@@ -251,7 +360,9 @@ fn run_in(ns: &NetNs, argv: &[String], node: &str) -> Result<ExitCode> {
     unsafe {
         cmd.pre_exec(move || bedlab::netns::setns(fd));
     }
-    let status = cmd.status().with_context(|| format!("running {program:?} in {node}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("running {program:?} in {node}"))?;
     Ok(ExitCode::from(status.code().map_or(1, |c| c.clamp(0, 255) as u8)))
 }
 
@@ -272,7 +383,11 @@ fn shell(args: ShellArgs, state_root: &Path) -> Result<ExitCode> {
 
 fn down(args: DownArgs, state_root: &Path) -> Result<()> {
     let targets: Vec<RunRecord> = if args.all {
-        runs::list(state_root).into_iter().filter_map(|(_, r)| r.ok()).filter(|r| r.owner_alive()).collect()
+        runs::list(state_root)
+            .into_iter()
+            .filter_map(|(_, r)| r.ok())
+            .filter(|r| r.owner_alive())
+            .collect()
     } else {
         vec![select_run(state_root, args.sel.run.as_deref())?]
     };
@@ -313,7 +428,10 @@ fn gc(args: JsonArg, state_root: &Path) -> Result<()> {
 }
 
 fn ps(args: JsonArg, state_root: &Path) -> Result<()> {
-    let all: Vec<RunRecord> = runs::list(state_root).into_iter().filter_map(|(_, r)| r.ok()).collect();
+    let all: Vec<RunRecord> = runs::list(state_root)
+        .into_iter()
+        .filter_map(|(_, r)| r.ok())
+        .collect();
     if args.json {
         let v: Vec<_> = all
             .iter()
@@ -326,8 +444,19 @@ fn ps(args: JsonArg, state_root: &Path) -> Result<()> {
         println!("no labs");
     }
     for r in all {
-        let state = if r.owner_alive() { "running" } else { "dead (run `bedlab gc`)" };
-        println!("{}  {}  pid {}  {}  {}", r.run_id, r.topology, r.pid, state, r.artifacts.display());
+        let state = if r.owner_alive() {
+            "running"
+        } else {
+            "dead (run `bedlab gc`)"
+        };
+        println!(
+            "{}  {}  pid {}  {}  {}",
+            r.run_id,
+            r.topology,
+            r.pid,
+            state,
+            r.artifacts.display()
+        );
     }
     Ok(())
 }
@@ -336,7 +465,13 @@ fn validate(args: ValidateArgs) -> Result<()> {
     let mut failed = Vec::new();
     for path in &args.topologies {
         match Topology::from_file(path) {
-            Ok(t) => println!("{}: ok ({} segments, {} hosts, {} routers)", path.display(), t.segments.len(), t.hosts.len(), t.routers.len()),
+            Ok(t) => println!(
+                "{}: ok ({} segments, {} hosts, {} routers)",
+                path.display(),
+                t.segments.len(),
+                t.hosts.len(),
+                t.routers.len()
+            ),
             Err(e) => {
                 eprintln!("{e}");
                 failed.push(path.display().to_string());
@@ -351,8 +486,14 @@ fn validate(args: ValidateArgs) -> Result<()> {
 }
 
 fn main() -> ExitCode {
+    // Die quietly when the reader goes away (`bedlab list | head`), like other tools.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -367,6 +508,9 @@ fn main() -> ExitCode {
         Cmd::Gc(a) => gc(a, &state_root).map(|()| ExitCode::SUCCESS),
         Cmd::Ps(a) => ps(a, &state_root).map(|()| ExitCode::SUCCESS),
         Cmd::Validate(a) => validate(a).map(|()| ExitCode::SUCCESS),
+        Cmd::Run(a) => run_suite(a, &state_root),
+        Cmd::List(a) => list(a).map(|()| ExitCode::SUCCESS),
+        Cmd::Inject(a) => inject(a).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -380,4 +524,123 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn load_suite(a: &SuiteArgs) -> Result<bedlab::conformance::runner::Suite> {
+    use bedlab::conformance::{adapter::Adapter, scenario::Scenario};
+    let root = std::env::current_dir().context("current directory")?;
+    let adapters = Adapter::load_dir(&a.impls, &root)
+        .map_err(|e| InputError(bedlab::conformance::toml_util::render(&e)))?;
+    if adapters.is_empty() {
+        return Err(InputError(format!("no adapters in {}", a.impls.display())).into());
+    }
+    let mut scenarios = Vec::new();
+    let mut errors = Vec::new();
+    for path in &a.scenarios {
+        if path.is_dir() {
+            match Scenario::load_dir(path, &a.topologies) {
+                Ok(s) => scenarios.extend(s),
+                Err(e) => errors.extend(e),
+            }
+        } else {
+            match Scenario::from_file(path, &a.topologies) {
+                Ok(s) => scenarios.push(s),
+                Err(e) => errors.push(e),
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(InputError(bedlab::conformance::toml_util::render(&errors)).into());
+    }
+    Ok(bedlab::conformance::runner::Suite {
+        scenarios: scenarios.into_iter().map(std::sync::Arc::new).collect(),
+        adapters,
+    })
+}
+
+fn list(a: ListArgs) -> Result<()> {
+    let suite = load_suite(&a.suite)?;
+    let cells = suite.cells(&a.suite.filter, a.suite.shard);
+    if a.json {
+        let v: Vec<_> = cells.iter().map(|c| c.id()).collect();
+        println!("{}", serde_json::to_string(&v)?);
+        return Ok(());
+    }
+    for s in &suite.scenarios {
+        let n = cells.iter().filter(|c| c.scenario.name == s.name).count();
+        println!("{:<28} {:>3} cells  {}", s.name, n, s.description);
+    }
+    for (i, c) in cells.iter().enumerate() {
+        println!("  {:>3}  {}", i + 1, c.id());
+    }
+    println!("{} cells", cells.len());
+    Ok(())
+}
+
+fn inject(a: InjectArgs) -> Result<()> {
+    let corpus = bedlab::conformance::corpus::corpus(&a.corpus)
+        .ok_or_else(|| InputError(format!("no corpus named {:?} (known: negative)", a.corpus)))?;
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0").context("binding a UDP socket")?;
+    let mut sent = 0;
+    for (name, datagram) in &corpus {
+        match sock.send_to(datagram, a.to) {
+            Ok(_) => sent += 1,
+            Err(e) => eprintln!("{name}: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    println!(
+        "sent {sent} of {} {} datagrams to {}",
+        corpus.len(),
+        a.corpus,
+        a.to
+    );
+    Ok(())
+}
+
+fn run_suite(a: RunArgs, state_root: &Path) -> Result<ExitCode> {
+    use bedlab::conformance::runner;
+    let suite = load_suite(&a.suite)?;
+    let cells = suite.cells(&a.suite.filter, a.suite.shard);
+    if cells.is_empty() {
+        return Err(InputError("no cell matches (see `bedlab list`)".into()).into());
+    }
+    let problems = bedlab::preflight::check(bedlab::preflight::Needs { nft: true });
+    if !problems.is_empty() {
+        let text: Vec<String> = problems.into_iter().map(|p| p.0).collect();
+        return Err(InputError(format!(
+            "this machine cannot run a lab:\n  - {}",
+            text.join("\n  - ")
+        ))
+        .into());
+    }
+    let run_id = runs::new_run_id();
+    let run_dir = a.out.join(&run_id);
+    std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+    let ctx = runner::RunContext {
+        run_dir: run_dir.clone(),
+        state_root: state_root.to_path_buf(),
+        bedlab: std::env::current_exe().context("finding the bedlab program")?,
+        strict: a.strict,
+    };
+    let started = std::time::SystemTime::now();
+    let report = bedlab::conformance::progress::run_all(&cells, &suite, &ctx, a.jobs.max(1), a.suite.shard);
+    let report = bedlab::conformance::model::RunReport {
+        run_id: run_id.clone(),
+        started: started
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        ..report
+    };
+    bedlab::conformance::progress::write_reports(&report, &run_dir).context("writing reports")?;
+    if a.json {
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    eprintln!("results: {}", run_dir.display());
+    Ok(if report.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -42,7 +42,10 @@ impl NetNs {
     pub fn open_path(path: &str) -> io::Result<NetNs> {
         let file = File::open(path).map_err(|e| io::Error::new(e.kind(), format!("opening {path}: {e}")))?;
         let inode = file.metadata()?.ino();
-        Ok(NetNs { fd: file.into(), inode })
+        Ok(NetNs {
+            fd: file.into(),
+            inode,
+        })
     }
 
     /// The namespace's inode number: its identity, as `/proc/<pid>/ns/net` shows it.
@@ -97,7 +100,9 @@ impl AsRawFd for NetNs {
 
 /// The inode of the network namespace a process is in, or `None` if it is gone.
 pub fn netns_inode_of(pid: u32) -> Option<u64> {
-    std::fs::metadata(format!("/proc/{pid}/ns/net")).ok().map(|m| m.ino())
+    std::fs::metadata(format!("/proc/{pid}/ns/net"))
+        .ok()
+        .map(|m| m.ino())
 }
 
 #[cfg(test)]
@@ -131,9 +136,14 @@ mod tests {
             })
             .unwrap();
         assert_eq!(seen, vec!["lo".to_string()]);
-        let inside = a.run(|| std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino()).unwrap();
+        let inside = a
+            .run(|| std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino())
+            .unwrap();
         assert_eq!(inside, a.inode());
         // The calling thread never moved.
-        assert_ne!(std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino(), a.inode());
+        assert_ne!(
+            std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino(),
+            a.inode()
+        );
     }
 }

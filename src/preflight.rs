@@ -19,7 +19,8 @@ pub fn check(needs: Needs) -> Vec<Problem> {
     let mut problems = Vec::new();
     if !Path::new("/dev/net/tun").exists() {
         problems.push(Problem(
-            "/dev/net/tun is missing: load the tun module (modprobe tun) or run where TUN devices exist".into(),
+            "/dev/net/tun is missing: load the tun module (modprobe tun) or run where TUN devices exist"
+                .into(),
         ));
     }
     // SAFETY: geteuid has no preconditions.
@@ -42,7 +43,9 @@ pub fn check(needs: Needs) -> Vec<Problem> {
         }
     }
     if needs.nft && which("nft").is_none() {
-        problems.push(Problem("nft is not installed: install nftables (apt-get install nftables) for Linux NAT nodes".into()));
+        problems.push(Problem(
+            "nft is not installed: install nftables (apt-get install nftables) for Linux NAT nodes".into(),
+        ));
     }
     problems
 }

@@ -80,8 +80,16 @@ pub fn spawn_in(ns: &NetNs, node: &str, name: &str, argv: &[String], logs: Logs)
             Ok(())
         });
     }
-    let child = cmd.spawn().map_err(|e| io::Error::new(e.kind(), format!("starting {program:?} in {node}: {e}")))?;
-    Ok(LabProcess { node: node.into(), name: name.into(), child, stdout_path: logs.stdout, stderr_path: logs.stderr })
+    let child = cmd
+        .spawn()
+        .map_err(|e| io::Error::new(e.kind(), format!("starting {program:?} in {node}: {e}")))?;
+    Ok(LabProcess {
+        node: node.into(),
+        name: name.into(),
+        child,
+        stdout_path: logs.stdout,
+        stderr_path: logs.stderr,
+    })
 }
 
 impl LabProcess {
@@ -159,13 +167,21 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let ns = NetNs::create().unwrap();
-        let argv: Vec<String> = ["sh", "-c", "readlink /proc/self/ns/net; echo oops >&2; exec sleep 30"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let argv: Vec<String> = [
+            "sh",
+            "-c",
+            "readlink /proc/self/ns/net; echo oops >&2; exec sleep 30",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         let mut p = spawn_in(&ns, "n1", "probe", &argv, Logs::in_dir(dir.path(), "n1", "probe")).unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
-        while std::fs::read_to_string(&p.stdout_path).unwrap_or_default().is_empty() && Instant::now() < deadline {
+        while std::fs::read_to_string(&p.stdout_path)
+            .unwrap_or_default()
+            .is_empty()
+            && Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_millis(10));
         }
         let out = std::fs::read_to_string(&p.stdout_path).unwrap();

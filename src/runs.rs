@@ -65,7 +65,8 @@ impl RunRecord {
 
     pub fn load(path: &Path) -> io::Result<RunRecord> {
         let bytes = std::fs::read(path)?;
-        serde_json::from_slice(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))
+        serde_json::from_slice(&bytes)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))
     }
 
     /// Removes the record (at a clean teardown).
@@ -85,7 +86,9 @@ impl RunRecord {
 
 /// Every run record under `root` (unreadable ones are returned as errors with their path).
 pub fn list(root: &Path) -> Vec<(PathBuf, io::Result<RunRecord>)> {
-    let Ok(entries) = std::fs::read_dir(root) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
     let mut out: Vec<_> = entries
         .flatten()
         .map(|e| e.path().join("run.json"))
@@ -161,7 +164,11 @@ pub fn kill_processes_in(inodes: &[u64]) -> Vec<u32> {
 
 fn all_pids() -> Vec<u32> {
     std::fs::read_dir("/proc")
-        .map(|d| d.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect())
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -178,13 +185,19 @@ pub fn process_start(pid: u32) -> Option<u64> {
 pub fn is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rfind(')').and_then(|i| s.get(i + 2..i + 3)).map(|st| st == "Z" || st == "X"))
+        .and_then(|s| {
+            s.rfind(')')
+                .and_then(|i| s.get(i + 2..i + 3))
+                .map(|st| st == "Z" || st == "X")
+        })
         .unwrap_or(false)
 }
 
 /// A new run id: time plus randomness, unique across parallel labs.
 pub fn new_run_id() -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     let noise: u32 = rand::random();
     format!("bl{:x}{:06x}", now.as_secs(), noise & 0xFF_FFFF)
 }
@@ -205,7 +218,11 @@ mod tests {
     fn records_round_trip_and_dead_owners_are_reaped() {
         let root = tempfile::tempdir().unwrap();
         let mut live = RunRecord::for_this_process("live", "t", Path::new("/tmp")).unwrap();
-        live.namespaces.push(NsRecord { node: "a".into(), inode: 1, fd: 3 });
+        live.namespaces.push(NsRecord {
+            node: "a".into(),
+            inode: 1,
+            fd: 3,
+        });
         live.save(root.path()).unwrap();
         let loaded = RunRecord::load(&root.path().join("live/run.json")).unwrap();
         assert_eq!(loaded, live);

@@ -27,6 +27,7 @@ pub const PLACEHOLDERS: &[&str] = &[
     "keepalive",
     "keepalive_ttl",
     "keepalive_s",
+    "keepalive_spec",
     "rs_initial",
     "rs_max",
     "reachable",
@@ -203,7 +204,9 @@ pub fn expand(template: &[String], vars: &Vars) -> Result<Vec<String>, ExpandErr
                 s.push('}');
                 rest = r;
             } else if let Some(r) = tail.strip_prefix('{') {
-                let end = r.find('}').ok_or_else(|| ExpandError(format!("unclosed {{ in {arg:?}")))?;
+                let end = r
+                    .find('}')
+                    .ok_or_else(|| ExpandError(format!("unclosed {{ in {arg:?}")))?;
                 let name = &r[..end];
                 let v = vars
                     .get(name)
@@ -270,7 +273,11 @@ impl Adapter {
         };
         for p in &raw.profiles {
             if p != "current" && p != "v01" {
-                return Err(bad(p, "a profile: \"current\" or \"v01\"".into(), format!("{p:?}")));
+                return Err(bad(
+                    p,
+                    "a profile: \"current\" or \"v01\"".into(),
+                    format!("{p:?}"),
+                ));
             }
         }
         let role = |r: Option<RawRole>| -> Result<Option<Role>, Box<Diagnostic>> {
@@ -292,8 +299,13 @@ impl Adapter {
             let dur = |s: &Option<String>, default: Duration| -> Result<Duration, Box<Diagnostic>> {
                 match s {
                     None => Ok(default),
-                    Some(s) => crate::topology::parse_duration(s)
-                        .map_err(|_| bad(s, "a duration such as \"500ms\" or \"10s\"".into(), format!("{s:?}"))),
+                    Some(s) => crate::topology::parse_duration(s).map_err(|_| {
+                        bad(
+                            s,
+                            "a duration such as \"500ms\" or \"10s\"".into(),
+                            format!("{s:?}"),
+                        )
+                    }),
                 }
             };
             let ready = match (&r.ready.delay, r.ready.address) {
@@ -327,7 +339,12 @@ impl Adapter {
     /// Every adapter in a directory (`*.toml`, sorted by name).
     pub fn load_dir(dir: &Path, root: &Path) -> Result<Vec<Adapter>, Vec<Box<Diagnostic>>> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "toml")).collect())
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+                    .collect()
+            })
             .unwrap_or_default();
         files.sort();
         let mut ok = Vec::new();
@@ -355,7 +372,11 @@ impl Adapter {
 /// found on PATH.
 fn resolve_binary(candidate: &str, root: &Path) -> Option<PathBuf> {
     if candidate.contains('/') {
-        let p = if Path::new(candidate).is_absolute() { PathBuf::from(candidate) } else { root.join(candidate) };
+        let p = if Path::new(candidate).is_absolute() {
+            PathBuf::from(candidate)
+        } else {
+            root.join(candidate)
+        };
         return p.is_file().then_some(p);
     }
     crate::preflight::which(candidate)
@@ -375,10 +396,16 @@ mod tests {
 
     #[test]
     fn expansion_fills_drops_empty_and_refuses_unknown() {
-        let t: Vec<String> = ["{binary}", "--router", "{router_ip}:25790", "{bypass_flag}", "{{literal}}"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let t: Vec<String> = [
+            "{binary}",
+            "--router",
+            "{router_ip}:25790",
+            "{bypass_flag}",
+            "{{literal}}",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         assert_eq!(
             expand(&t, &vars()).unwrap(),
             vec!["/bin/x", "--router", "198.51.100.1:25790", "{literal}"]
@@ -407,7 +434,10 @@ mod tests {
     fn shipped_adapters_load() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let adapters = Adapter::load_dir(&root.join("harness/impls"), root).unwrap();
-        let s = adapters.iter().find(|a| a.name == "sixbed4").expect("sixbed4 adapter");
+        let s = adapters
+            .iter()
+            .find(|a| a.name == "sixbed4")
+            .expect("sixbed4 adapter");
         assert!(s.features.bypass && s.features.rebinding_recovery && s.features.configurable_timers);
         assert!(s.router.is_some() && s.peer.is_some());
     }

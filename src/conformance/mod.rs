@@ -4,6 +4,11 @@
 //!   (serialised as `report.json`; shards merge by concatenating cells).
 
 pub mod adapter;
+pub mod corpus;
+pub mod evaluate;
 pub mod model;
+pub mod progress;
+pub mod report;
+pub mod runner;
 pub mod scenario;
 pub mod toml_util;

@@ -202,7 +202,9 @@ mod tests {
         assert_eq!(serde_json::to_string(&Outcome::Xfail).unwrap(), "\"XFAIL\"");
         let id = CellId {
             scenario: "bypass".into(),
-            params: [("nat-a".to_string(), "symmetric".to_string())].into_iter().collect(),
+            params: [("nat-a".to_string(), "symmetric".to_string())]
+                .into_iter()
+                .collect(),
         };
         assert_eq!(id.to_string(), "bypass[nat-a=symmetric]");
         assert!(Outcome::Error.is_failure() && !Outcome::Xfail.is_failure());

@@ -54,6 +54,7 @@ struct RawScenario {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTimers {
+    /// A duration, or "off".
     keepalive: Option<String>,
     keepalive_ttl: Option<u8>,
     rs_initial: Option<String>,
@@ -240,18 +241,56 @@ pub enum Action {
     Stop(Vec<String>),
     Restart(Vec<String>),
     /// Wait until every node has a global address on its tunnel interface.
-    WaitAddress { nodes: Vec<String>, timeout: Duration },
+    WaitAddress {
+        nodes: Vec<String>,
+        timeout: Duration,
+    },
     /// Wait until traffic from `from` reaches `to` directly (not via the router); pings
     /// `from` → `to` meanwhile.
-    WaitDirect { from: String, to: String, timeout: Duration },
+    WaitDirect {
+        from: String,
+        to: String,
+        timeout: Duration,
+    },
+    /// Pings `from` → `to` and checks the path spec §7 expects for this cell's NATs:
+    /// direct (waits up to `timeout` for it) or via the router (fails if it goes direct).
+    WaitPath {
+        from: String,
+        to: String,
+        timeout: Duration,
+    },
     /// Wait until `node`'s address differs from the one it had at the previous
     /// `WaitAddress`/`WaitAddressChange` (a rebinding recovered from).
-    WaitAddressChange { nodes: Vec<String>, timeout: Duration },
-    Ping { from: String, to: String, count: u32, interval: Duration, size: Option<u32>, expect: PingExpect },
+    WaitAddressChange {
+        nodes: Vec<String>,
+        timeout: Duration,
+    },
+    Ping {
+        from: String,
+        to: String,
+        count: u32,
+        interval: Duration,
+        size: Option<u32>,
+        expect: PingExpect,
+    },
     Sleep(Duration),
-    Nat { node: String, action: NatAction, addresses: Vec<std::net::Ipv4Addr>, udp_timeout: Option<Duration> },
-    Link { link: String, direction: String, state: Option<LinkState>, impairment: Option<crate::topology::Impairment> },
-    Inject { from: String, to: String, corpus: String },
+    Nat {
+        node: String,
+        action: NatAction,
+        addresses: Vec<std::net::Ipv4Addr>,
+        udp_timeout: Option<Duration>,
+    },
+    Link {
+        link: String,
+        direction: String,
+        state: Option<LinkState>,
+        impairment: Option<crate::topology::Impairment>,
+    },
+    Inject {
+        from: String,
+        to: String,
+        corpus: String,
+    },
 }
 
 /// A step and when it runs.
@@ -266,7 +305,8 @@ pub struct Step {
 /// Timer settings passed to implementations that claim `configurable_timers`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Timers {
-    pub keepalive: Duration,
+    /// `None`: keepalives off.
+    pub keepalive: Option<Duration>,
     pub keepalive_ttl: u8,
     pub rs_initial: Duration,
     pub rs_max: Duration,
@@ -279,7 +319,7 @@ impl Default for Timers {
     /// Compressed timers: a lab cell lasts seconds, not minutes.
     fn default() -> Self {
         Timers {
-            keepalive: Duration::from_secs(1),
+            keepalive: Some(Duration::from_secs(1)),
             keepalive_ttl: 3,
             rs_initial: Duration::from_millis(200),
             rs_max: Duration::from_secs(2),
@@ -325,7 +365,10 @@ pub struct Cell {
 
 impl Cell {
     pub fn id(&self) -> super::model::CellId {
-        super::model::CellId { scenario: self.scenario.name.clone(), params: self.params.clone() }
+        super::model::CellId {
+            scenario: self.scenario.name.clone(),
+            params: self.params.clone(),
+        }
     }
 }
 
@@ -353,7 +396,13 @@ pub fn parse_duration_range(s: &str) -> Result<(Duration, Duration), String> {
 }
 
 fn impairment_of(r: &RawImpairmentInline) -> Result<Option<crate::topology::Impairment>, String> {
-    if r.delay.is_none() && r.jitter.is_none() && r.loss.is_none() && r.duplicate.is_none() && r.reorder.is_none() && r.rate.is_none() {
+    if r.delay.is_none()
+        && r.jitter.is_none()
+        && r.loss.is_none()
+        && r.duplicate.is_none()
+        && r.reorder.is_none()
+        && r.rate.is_none()
+    {
         return Ok(None);
     }
     let mut i = crate::topology::Impairment::default();
@@ -363,7 +412,11 @@ fn impairment_of(r: &RawImpairmentInline) -> Result<Option<crate::topology::Impa
     if let Some(d) = &r.jitter {
         i.jitter = parse_duration(d).map_err(|e| e.to_string())?;
     }
-    for (name, v, slot) in [("loss", r.loss, &mut i.loss), ("duplicate", r.duplicate, &mut i.duplicate), ("reorder", r.reorder, &mut i.reorder)] {
+    for (name, v, slot) in [
+        ("loss", r.loss, &mut i.loss),
+        ("duplicate", r.duplicate, &mut i.duplicate),
+        ("reorder", r.reorder, &mut i.reorder),
+    ] {
         if let Some(v) = v {
             if !(0.0..=1.0).contains(&v) {
                 return Err(format!("{name} must be a probability in 0..=1, not {v}"));
@@ -395,14 +448,28 @@ impl Scenario {
     }
 
     /// Parses scenario text.
-    pub fn from_str(text: &str, origin: &str, path: &Path, topologies: &Path) -> Result<Scenario, Box<Diagnostic>> {
+    pub fn from_str(
+        text: &str,
+        origin: &str,
+        path: &Path,
+        topologies: &Path,
+    ) -> Result<Scenario, Box<Diagnostic>> {
         let raw: RawScenario = toml_util::parse(text, origin)?;
         // Semantic errors point at the first place the offending text appears.
         let at = |needle: &str| text.find(needle).map_or(0..0, |i| i..i + needle.len());
         let bad = |needle: &str, kind: ErrorKind, expected: String, found: String| {
             toml_util::error_at(text, origin, at(needle), kind, expected, found)
         };
-        let dur = |s: &str| parse_duration(s).map_err(|e| bad(s, ErrorKind::BadValue, "a duration such as \"2s\"".into(), format!("{s:?} ({e})")));
+        let dur = |s: &str| {
+            parse_duration(s).map_err(|e| {
+                bad(
+                    s,
+                    ErrorKind::BadValue,
+                    "a duration such as \"2s\"".into(),
+                    format!("{s:?} ({e})"),
+                )
+            })
+        };
 
         let topology_path = if raw.topology.ends_with(".toml") || raw.topology.contains('/') {
             path.parent().unwrap_or(Path::new(".")).join(&raw.topology)
@@ -410,41 +477,74 @@ impl Scenario {
             topologies.join(format!("{}.toml", raw.topology))
         };
         let topology = crate::topology::Topology::from_file(&topology_path).map_err(|e| {
-            bad(&raw.topology, ErrorKind::DanglingReference, "the name of a valid topology in topologies/".into(), format!("{:?}: {e}", raw.topology))
+            bad(
+                &raw.topology,
+                ErrorKind::DanglingReference,
+                "the name of a valid topology in topologies/".into(),
+                format!("{:?}: {e}", raw.topology),
+            )
         })?;
         let node_names: Vec<String> = topology.nodes().map(|n| n.name().to_string()).collect();
         let is_node = |n: &str| node_names.iter().any(|x| x == n);
-        let nat_nodes: Vec<&str> = topology.routers.iter().filter(|r| r.nat.is_some()).map(|r| r.name.as_str()).collect();
+        let nat_nodes: Vec<&str> = topology
+            .routers
+            .iter()
+            .filter(|r| r.nat.is_some())
+            .map(|r| r.name.as_str())
+            .collect();
 
         // Axes.
         for (axis, values) in &raw.matrix {
             if values.is_empty() {
-                return Err(bad(axis, ErrorKind::BadValue, "at least one value".into(), "[]".into()));
+                return Err(bad(
+                    axis,
+                    ErrorKind::BadValue,
+                    "at least one value".into(),
+                    "[]".into(),
+                ));
             }
             if nat_nodes.contains(&axis.as_str()) {
                 for v in values {
                     let base = v.strip_suffix("+hairpin").unwrap_or(v);
                     if !NAT_VALUES.contains(&base) {
-                        return Err(bad(v, ErrorKind::BadValue, format!("a NAT behaviour: {}", NAT_VALUES.join(", ")), format!("{v:?}")));
+                        return Err(bad(
+                            v,
+                            ErrorKind::BadValue,
+                            format!("a NAT behaviour: {}", NAT_VALUES.join(", ")),
+                            format!("{v:?}"),
+                        ));
                     }
                 }
             } else if axis == "profile" {
                 for v in values {
                     if v != "current" && v != "v01" {
-                        return Err(bad(v, ErrorKind::BadValue, "a profile: current or v01".into(), format!("{v:?}")));
+                        return Err(bad(
+                            v,
+                            ErrorKind::BadValue,
+                            "a profile: current or v01".into(),
+                            format!("{v:?}"),
+                        ));
                     }
                 }
             } else if axis == "impairment" {
                 for v in values {
                     if v != "none" && !raw.impairments.contains_key(v) {
-                        return Err(bad(v, ErrorKind::DanglingReference, "\"none\" or a name from [impairments]".into(), format!("{v:?}")));
+                        return Err(bad(
+                            v,
+                            ErrorKind::DanglingReference,
+                            "\"none\" or a name from [impairments]".into(),
+                            format!("{v:?}"),
+                        ));
                     }
                 }
             } else if !(axis == "peer" || axis == "router" || is_node(axis)) {
                 return Err(bad(
                     axis,
                     ErrorKind::UnknownKey,
-                    format!("an axis: a NAT node ({}), peer, router, a host name, profile or impairment", nat_nodes.join(", ")),
+                    format!(
+                        "an axis: a NAT node ({}), peer, router, a host name, profile or impairment",
+                        nat_nodes.join(", ")
+                    ),
                     format!("{axis:?}"),
                 ));
             }
@@ -460,37 +560,74 @@ impl Scenario {
                 reorder: r.reorder,
                 rate: r.rate.clone(),
             };
-            let imp = impairment_of(&inline).map_err(|e| bad(name, ErrorKind::BadImpairment, "a valid impairment".into(), e))?;
+            let imp = impairment_of(&inline)
+                .map_err(|e| bad(name, ErrorKind::BadImpairment, "a valid impairment".into(), e))?;
             impairments.insert(name.clone(), imp.unwrap_or_default());
         }
 
         let t = &raw.timers;
         let d = Timers::default();
         let timers = Timers {
-            keepalive: t.keepalive.as_deref().map(dur).transpose()?.unwrap_or(d.keepalive),
+            keepalive: match t.keepalive.as_deref() {
+                Some("off") => None,
+                Some(k) => Some(dur(k)?),
+                None => d.keepalive,
+            },
             keepalive_ttl: t.keepalive_ttl.unwrap_or(d.keepalive_ttl),
-            rs_initial: t.rs_initial.as_deref().map(dur).transpose()?.unwrap_or(d.rs_initial),
+            rs_initial: t
+                .rs_initial
+                .as_deref()
+                .map(dur)
+                .transpose()?
+                .unwrap_or(d.rs_initial),
             rs_max: t.rs_max.as_deref().map(dur).transpose()?.unwrap_or(d.rs_max),
-            reachable: t.reachable.as_deref().map(dur).transpose()?.unwrap_or(d.reachable),
+            reachable: t
+                .reachable
+                .as_deref()
+                .map(dur)
+                .transpose()?
+                .unwrap_or(d.reachable),
             holddown: t.holddown.as_deref().map(dur).transpose()?.unwrap_or(d.holddown),
-            probe_interval: t.probe_interval.as_deref().map(dur).transpose()?.unwrap_or(d.probe_interval),
+            probe_interval: t
+                .probe_interval
+                .as_deref()
+                .map(dur)
+                .transpose()?
+                .unwrap_or(d.probe_interval),
         };
 
         let mut steps = Vec::new();
         for (i, s) in raw.steps.into_iter().enumerate() {
             let index = i + 1;
             let step_at = match &s.at {
-                Some(a) => parse_at(a).map_err(|e| bad(a, ErrorKind::BadValue, "a time such as \"+2s\" or \"30s\"".into(), e))?,
+                Some(a) => parse_at(a).map_err(|e| {
+                    bad(
+                        a,
+                        ErrorKind::BadValue,
+                        "a time such as \"+2s\" or \"30s\"".into(),
+                        e,
+                    )
+                })?,
                 None => At::Next,
             };
             let check_node = |n: &str| -> Result<(), Box<Diagnostic>> {
                 if is_node(n) || n == "router" && is_node("router") {
                     Ok(())
                 } else {
-                    Err(bad(n, ErrorKind::DanglingReference, format!("a node of the topology ({})", node_names.join(", ")), format!("{n:?}")))
+                    Err(bad(
+                        n,
+                        ErrorKind::DanglingReference,
+                        format!("a node of the topology ({})", node_names.join(", ")),
+                        format!("{n:?}"),
+                    ))
                 }
             };
-            let timeout = s.timeout.as_deref().map(dur).transpose()?.unwrap_or(Duration::from_secs(10));
+            let timeout = s
+                .timeout
+                .as_deref()
+                .map(dur)
+                .transpose()?
+                .unwrap_or(Duration::from_secs(10));
             let mut actions = Vec::new();
             if let Some(n) = s.start {
                 let n = n.into_vec();
@@ -512,7 +649,12 @@ impl Scenario {
                     "address" | "address-change" => {
                         let nodes = s.nodes.clone().map(OneOrMany::into_vec).unwrap_or_default();
                         if nodes.is_empty() {
-                            return Err(bad(w, ErrorKind::MissingKey, "nodes = [...] with the wait".into(), "none".into()));
+                            return Err(bad(
+                                w,
+                                ErrorKind::MissingKey,
+                                "nodes = [...] with the wait".into(),
+                                "none".into(),
+                            ));
                         }
                         nodes.iter().try_for_each(|x| check_node(x))?;
                         actions.push(if w == "address" {
@@ -521,16 +663,30 @@ impl Scenario {
                             Action::WaitAddressChange { nodes, timeout }
                         });
                     }
-                    "direct" => {
+                    "direct" | "path" => {
                         let (Some(from), Some(to)) = (s.from.clone(), s.to.clone()) else {
-                            return Err(bad(w, ErrorKind::MissingKey, "from and to with wait = \"direct\"".into(), "none".into()));
+                            return Err(bad(
+                                w,
+                                ErrorKind::MissingKey,
+                                format!("from and to with wait = {w:?}"),
+                                "none".into(),
+                            ));
                         };
                         check_node(&from)?;
                         check_node(&to)?;
-                        actions.push(Action::WaitDirect { from, to, timeout });
+                        actions.push(if w == "direct" {
+                            Action::WaitDirect { from, to, timeout }
+                        } else {
+                            Action::WaitPath { from, to, timeout }
+                        });
                     }
                     other => {
-                        return Err(bad(other, ErrorKind::BadValue, "\"address\", \"address-change\" or \"direct\"".into(), format!("{other:?}")));
+                        return Err(bad(
+                            other,
+                            ErrorKind::BadValue,
+                            "\"address\", \"address-change\", \"direct\" or \"path\"".into(),
+                            format!("{other:?}"),
+                        ));
                     }
                 }
             }
@@ -539,43 +695,92 @@ impl Scenario {
                 if !p.to.contains(':') {
                     check_node(&p.to)?;
                 }
-                let interval = p.interval.as_deref().map(dur).transpose()?.unwrap_or(Duration::from_millis(200));
-                actions.push(Action::Ping { from: p.from, to: p.to, count: p.count.max(1), interval, size: p.size, expect: p.expect });
+                let interval = p
+                    .interval
+                    .as_deref()
+                    .map(dur)
+                    .transpose()?
+                    .unwrap_or(Duration::from_millis(200));
+                actions.push(Action::Ping {
+                    from: p.from,
+                    to: p.to,
+                    count: p.count.max(1),
+                    interval,
+                    size: p.size,
+                    expect: p.expect,
+                });
             }
             if let Some(sl) = &s.sleep {
                 actions.push(Action::Sleep(dur(sl)?));
             }
             if let Some(n) = s.nat {
                 if !nat_nodes.contains(&n.node.as_str()) {
-                    return Err(bad(&n.node, ErrorKind::DanglingReference, format!("a NAT node ({})", nat_nodes.join(", ")), format!("{:?}", n.node)));
+                    return Err(bad(
+                        &n.node,
+                        ErrorKind::DanglingReference,
+                        format!("a NAT node ({})", nat_nodes.join(", ")),
+                        format!("{:?}", n.node),
+                    ));
                 }
                 let udp_timeout = n.udp_timeout.as_deref().map(dur).transpose()?;
-                actions.push(Action::Nat { node: n.node, action: n.action, addresses: n.addresses, udp_timeout });
+                actions.push(Action::Nat {
+                    node: n.node,
+                    action: n.action,
+                    addresses: n.addresses,
+                    udp_timeout,
+                });
             }
             if let Some(l) = s.link {
-                let (node, _) = l.link.split_once('/').ok_or_else(|| bad(&l.link, ErrorKind::BadValue, "a link named node/interface".into(), format!("{:?}", l.link)))?;
+                let (node, _) = l.link.split_once('/').ok_or_else(|| {
+                    bad(
+                        &l.link,
+                        ErrorKind::BadValue,
+                        "a link named node/interface".into(),
+                        format!("{:?}", l.link),
+                    )
+                })?;
                 check_node(node)?;
-                let impairment = impairment_of(&l.impairment).map_err(|e| bad(&l.link, ErrorKind::BadImpairment, "a valid impairment".into(), e))?;
+                let impairment = impairment_of(&l.impairment)
+                    .map_err(|e| bad(&l.link, ErrorKind::BadImpairment, "a valid impairment".into(), e))?;
                 let direction = l.direction.unwrap_or_else(|| "both".into());
                 if !["both", "egress", "ingress"].contains(&direction.as_str()) {
-                    return Err(bad(&direction, ErrorKind::BadValue, "both, egress or ingress".into(), format!("{direction:?}")));
+                    return Err(bad(
+                        &direction,
+                        ErrorKind::BadValue,
+                        "both, egress or ingress".into(),
+                        format!("{direction:?}"),
+                    ));
                 }
-                actions.push(Action::Link { link: l.link, direction, state: l.state, impairment });
+                actions.push(Action::Link {
+                    link: l.link,
+                    direction,
+                    state: l.state,
+                    impairment,
+                });
             }
             if let Some(inj) = s.inject {
                 check_node(&inj.from)?;
                 check_node(&inj.to)?;
-                actions.push(Action::Inject { from: inj.from, to: inj.to, corpus: inj.corpus });
+                actions.push(Action::Inject {
+                    from: inj.from,
+                    to: inj.to,
+                    corpus: inj.corpus,
+                });
             }
             match actions.len() {
-                1 => steps.push(Step { at: step_at, action: actions.remove(0), index }),
+                1 => steps.push(Step {
+                    at: step_at,
+                    action: actions.remove(0),
+                    index,
+                }),
                 0 => {
                     return Err(Box::new(Diagnostic {
                         origin: origin.to_string(),
                         position: None,
                         path: Some(format!("step[{index}]")),
                         kind: ErrorKind::MissingKey,
-                        expected: "one action: start, stop, restart, wait, ping, sleep, nat, link or inject".into(),
+                        expected: "one action: start, stop, restart, wait, ping, sleep, nat, link or inject"
+                            .into(),
                         found: "none".into(),
                     }))
                 }
@@ -594,14 +799,31 @@ impl Scenario {
 
         let mut paths = Vec::new();
         for (k, v) in &raw.expect.path {
-            let (a, b) = k.split_once('>').ok_or_else(|| bad(k, ErrorKind::BadValue, "a pair written \"peer-a>peer-b\"".into(), format!("{k:?}")))?;
+            let (a, b) = k.split_once('>').ok_or_else(|| {
+                bad(
+                    k,
+                    ErrorKind::BadValue,
+                    "a pair written \"peer-a>peer-b\"".into(),
+                    format!("{k:?}"),
+                )
+            })?;
             for n in [a.trim(), b.trim()] {
                 if !is_node(n) {
-                    return Err(bad(n, ErrorKind::DanglingReference, format!("a node of the topology ({})", node_names.join(", ")), format!("{n:?}")));
+                    return Err(bad(
+                        n,
+                        ErrorKind::DanglingReference,
+                        format!("a node of the topology ({})", node_names.join(", ")),
+                        format!("{n:?}"),
+                    ));
                 }
             }
             if !["direct", "via-router", "table"].contains(&v.as_str()) {
-                return Err(bad(v, ErrorKind::BadValue, "direct, via-router or table".into(), format!("{v:?}")));
+                return Err(bad(
+                    v,
+                    ErrorKind::BadValue,
+                    "direct, via-router or table".into(),
+                    format!("{v:?}"),
+                ));
             }
             paths.push(((a.trim().to_string(), b.trim().to_string()), v.clone()));
         }
@@ -629,7 +851,12 @@ impl Scenario {
     /// Every scenario in a directory (sorted by file name).
     pub fn load_dir(dir: &Path, topologies: &Path) -> Result<Vec<Scenario>, Vec<Box<Diagnostic>>> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "toml")).collect())
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+                    .collect()
+            })
             .unwrap_or_default();
         files.sort();
         let mut ok = Vec::new();
@@ -667,7 +894,13 @@ pub fn expand(scenario: &std::sync::Arc<Scenario>, defaults: &BTreeMap<String, V
         }
         cells = next;
     }
-    cells.into_iter().map(|params| Cell { scenario: scenario.clone(), params }).collect()
+    cells
+        .into_iter()
+        .map(|params| Cell {
+            scenario: scenario.clone(),
+            params,
+        })
+        .collect()
 }
 
 /// The bypass outcome spec §7 expects for two peers behind these NAT behaviours.
@@ -679,7 +912,11 @@ pub fn expected_path(nat_a: Option<&str>, nat_b: Option<&str>, same_nat: bool) -
     };
     if same_nat {
         let hairpin = nat_a.is_some_and(|n| n.ends_with("+hairpin"));
-        return if hairpin && class(nat_a) < 2 { "direct" } else { "via-router" };
+        return if hairpin && class(nat_a) < 2 {
+            "direct"
+        } else {
+            "via-router"
+        };
     }
     if class(nat_a) == 2 || class(nat_b) == 2 {
         "via-router"
@@ -736,7 +973,10 @@ path = { "peer-a>peer-b" = "table" }
         defaults.insert("peer".to_string(), vec!["sixbed4".to_string()]);
         let cells = expand(&arc, &defaults);
         assert_eq!(cells.len(), 2);
-        assert_eq!(cells[0].id().to_string(), "bypass[nat-a=full-cone,nat-b=port-restricted-cone+hairpin,peer=sixbed4]");
+        assert_eq!(
+            cells[0].id().to_string(),
+            "bypass[nat-a=full-cone,nat-b=port-restricted-cone+hairpin,peer=sixbed4]"
+        );
     }
 
     #[test]
@@ -751,24 +991,48 @@ path = { "peer-a>peer-b" = "table" }
         let e = parse(&bad_nat).unwrap_err().to_string();
         assert!(e.contains("symetric") && e.starts_with("s.toml:6:"), "{e}");
         let unknown = GOOD.replace("feature = \"bypass\"", "featur = \"bypass\"");
-        assert!(parse(&unknown).unwrap_err().to_string().starts_with("s.toml:4:1:"));
+        assert!(parse(&unknown)
+            .unwrap_err()
+            .to_string()
+            .starts_with("s.toml:4:1:"));
         let two = GOOD.replace("start = \"router\"", "start = \"router\"\nsleep = \"1s\"");
-        assert!(parse(&two).unwrap_err().to_string().contains("exactly one action"));
+        assert!(parse(&two)
+            .unwrap_err()
+            .to_string()
+            .contains("exactly one action"));
     }
 
     #[test]
     fn spec_table_seven() {
-        assert_eq!(expected_path(Some("full-cone"), Some("symmetric"), false), "via-router");
-        assert_eq!(expected_path(Some("port-restricted-cone"), Some("restricted-cone"), false), "direct");
+        assert_eq!(
+            expected_path(Some("full-cone"), Some("symmetric"), false),
+            "via-router"
+        );
+        assert_eq!(
+            expected_path(Some("port-restricted-cone"), Some("restricted-cone"), false),
+            "direct"
+        );
         assert_eq!(expected_path(None, Some("port-restricted-cone"), false), "direct");
-        assert_eq!(expected_path(Some("symmetric"), Some("symmetric"), false), "via-router");
-        assert_eq!(expected_path(Some("port-restricted-cone"), None, true), "via-router");
-        assert_eq!(expected_path(Some("port-restricted-cone+hairpin"), None, true), "direct");
+        assert_eq!(
+            expected_path(Some("symmetric"), Some("symmetric"), false),
+            "via-router"
+        );
+        assert_eq!(
+            expected_path(Some("port-restricted-cone"), None, true),
+            "via-router"
+        );
+        assert_eq!(
+            expected_path(Some("port-restricted-cone+hairpin"), None, true),
+            "direct"
+        );
     }
 
     #[test]
     fn ranges() {
-        assert_eq!(parse_duration_range("25s~35s").unwrap(), (Duration::from_secs(25), Duration::from_secs(35)));
+        assert_eq!(
+            parse_duration_range("25s~35s").unwrap(),
+            (Duration::from_secs(25), Duration::from_secs(35))
+        );
         assert!(parse_duration_range("35s~25s").is_err());
     }
 }

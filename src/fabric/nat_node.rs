@@ -98,9 +98,13 @@ impl Node for NatNode {
         if self.drop_icmp && Self::is_icmp(&pkt) && !for_me {
             return out.drop_packet(in_iface, DropReason::Nat);
         }
-        if in_iface == self.inside && !for_me {
+        if in_iface == self.inside {
+            // The engine first: a packet for the NAT's own external address may be a
+            // hairpin to another inside host's mapping.
+            let original = pkt.clone();
             match self.nat.outbound(now, &mut pkt) {
                 Verdict::Forward | Verdict::Hairpin => self.router.handle(now, in_iface, pkt, out),
+                Verdict::Drop(_) if for_me => self.router.handle(now, in_iface, original, out),
                 Verdict::Drop(_) => out.drop_packet(in_iface, DropReason::Nat),
             }
         } else if in_iface == self.outside {

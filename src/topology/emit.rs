@@ -173,4 +173,7 @@ fn nat(out: &mut String, nat: &NatSpec) {
     if let Some(v) = k.icmp {
         line!(out, "icmp = {}", string(v.as_str()));
     }
+    if let Some(v) = k.firewall {
+        line!(out, "firewall = {v}");
+    }
 }

@@ -32,8 +32,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use builder::TopologyBuilder;
-pub use error::{Diagnostic, ErrorKind, Position, TopologyError};
 pub(crate) use error::from_toml_error;
+pub use error::{Diagnostic, ErrorKind, Position, TopologyError};
 pub use nat::{
     Filtering, IcmpPolicy, Mapping, NatBehaviour, NatKind, NatKnobs, NatPreset, NatSpec, PortAllocation,
     Refresh,

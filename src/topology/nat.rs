@@ -273,6 +273,11 @@ pub struct NatKnobs {
     pub port_range: Option<PortRange>,
     /// ICMP errors for a mapping.
     pub icmp: Option<IcmpPolicy>,
+    /// Linux NATs only: drop new connections arriving on the outside interface (forward and
+    /// input), as home routers do. Default on; without it a peer's probe reaching the NAT's
+    /// own stack leaves a conntrack entry that makes masquerade pick a new port for the
+    /// next mapping toward that peer (symmetric behaviour for hole punching).
+    pub firewall: Option<bool>,
 }
 
 impl NatKnobs {
@@ -298,6 +303,7 @@ impl NatKnobs {
         push(self.refresh.is_some(), "refresh");
         push(self.port_range.is_some(), "port_range");
         push(self.icmp.is_some(), "icmp");
+        push(self.firewall.is_some(), "firewall");
         names
     }
 

@@ -191,6 +191,7 @@ struct RawNat {
     refresh: Option<Spanned<Refresh>>,
     port_range: Option<Spanned<PortRange>>,
     icmp: Option<Spanned<IcmpPolicy>>,
+    firewall: Option<Spanned<bool>>,
 }
 
 impl RawTopology {
@@ -368,6 +369,7 @@ impl RawNat {
             refresh: take_opt(map, &p("refresh"), self.refresh),
             port_range: take_opt(map, &p("port_range"), self.port_range),
             icmp: take_opt(map, &p("icmp"), self.icmp),
+            firewall: take_opt(map, &p("firewall"), self.firewall),
         };
         NatSpec {
             outside: take(map, &p("outside"), self.outside),

@@ -951,6 +951,29 @@ fn error_route_via_not_connected() {
 }
 
 #[test]
+fn linux_nat_firewall_knob_parses_round_trips_and_is_linux_only() {
+    let nat = |rest: &str| format!("{BASE}[router.nat]\n{rest}");
+    let t = Topology::from_str(
+        &nat("outside = \"up\"\ntype = \"linux-masquerade\"\nfirewall = false\n"),
+        "t",
+    )
+    .unwrap();
+    let spec = t.routers[0].nat.as_ref().unwrap();
+    assert_eq!(spec.knobs.firewall, Some(false));
+    assert_eq!(spec.knobs.set_names(), ["firewall"]);
+    assert_eq!(Topology::from_str(&t.to_toml(), "again").unwrap(), t);
+    // Unset means on; the model keeps it unset so the file reads back as written.
+    let t = Topology::from_str(&nat("outside = \"up\"\ntype = \"linux-masquerade\"\n"), "t").unwrap();
+    assert_eq!(t.routers[0].nat.as_ref().unwrap().knobs.firewall, None);
+    assert!(!t.to_toml().contains("firewall"));
+    assert_eq!(
+        error(&nat("outside = \"up\"\ntype = \"full-cone\"\nfirewall = true\n")),
+        "t.toml:32:12: expected `firewall` only on a Linux NAT (a `full-cone` NAT's `filtering` decides what \
+         comes in), found `firewall`"
+    );
+}
+
+#[test]
 fn error_nat_outside_unknown_and_linux_knobs() {
     let nat = |rest: &str| format!("{BASE}[router.nat]\n{rest}");
     assert_eq!(
@@ -962,9 +985,11 @@ fn error_nat_outside_unknown_and_linux_knobs() {
         [ErrorKind::DanglingReference]
     );
     assert_eq!(
-        error(&nat("outside = \"up\"\ntype = \"linux-masquerade\"\nmapping = \"eim\"\n")),
-        "t.toml:32:11: expected only `udp_timeout` on a `linux-masquerade` NAT (the kernel decides the rest), \
-         found `mapping`"
+        error(&nat(
+            "outside = \"up\"\ntype = \"linux-masquerade\"\nmapping = \"eim\"\n"
+        )),
+        "t.toml:32:11: expected only `udp_timeout` and `firewall` on a `linux-masquerade` NAT (the kernel \
+         decides the rest), found `mapping`"
     );
     Topology::from_str(
         &nat("outside = \"up\"\ntype = \"linux-masquerade-random\"\nudp_timeout = \"30s\"\n"),

@@ -576,18 +576,28 @@ impl<'a> Checker<'a> {
             }
             if nat.kind.is_linux() {
                 for knob in nat.knobs.set_names() {
-                    if knob != "udp_timeout" {
+                    if knob != "udp_timeout" && knob != "firewall" {
                         self.issue(
                             format!("{path}.{knob}"),
                             ErrorKind::BadNat,
                             format!(
-                                "only `udp_timeout` on a `{}` NAT (the kernel decides the rest)",
+                                "only `udp_timeout` and `firewall` on a `{}` NAT (the kernel decides the rest)",
                                 nat.kind
                             ),
                             format!("`{knob}`"),
                         );
                     }
                 }
+            } else if nat.knobs.firewall.is_some() {
+                self.issue(
+                    format!("{path}.firewall"),
+                    ErrorKind::BadNat,
+                    format!(
+                        "`firewall` only on a Linux NAT (a `{}` NAT's `filtering` decides what comes in)",
+                        nat.kind
+                    ),
+                    "`firewall`",
+                );
             }
             for (knob, value) in [
                 ("udp_timeout", nat.knobs.udp_timeout),

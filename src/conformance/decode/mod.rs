@@ -1,0 +1,879 @@
+//! The conformance decoder: from any capture the reader opens to small per-datagram
+//! summaries of 6bed4 traffic, written independently of the `sixbed4` crate.
+//!
+//! It reads the spec, not the implementation: outer IPv4/UDP and the inner IPv6 header go
+//! through `etherparse`, while the address layouts ([`addr`]) and the ND messages and options
+//! ([`inner`]) are read here from the spec text. Checks built on it therefore cannot share a
+//! misreading with the code they judge.
+//!
+//! The decoder is streaming: [`Decoder::push`] takes one packet at a time and keeps only a
+//! [`Decoded`] summary (a few hundred bytes) per candidate datagram; [`Decoder::finish`]
+//! decides which flows are 6bed4, learns the router, groups sightings of one packet at
+//! several capture points and fills the derived fields.
+//!
+//! Finding 6bed4 needs no configuration: UDP on a profile port (25790, 25788) or on
+//! [`DecodeOptions::port`], or any UDP flow carrying an IPv6 packet whose source or
+//! destination names one of the flow's outer endpoints (in layout C or V, or loosely in
+//! layout C's positions, so that mis-encoded traffic is found and then reported rather than
+//! ignored). A version nibble alone is never enough.
+
+pub mod addr;
+pub mod inner;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Read;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
+use std::path::Path;
+
+use etherparse::{Ipv4HeaderSlice, UdpHeaderSlice};
+
+use crate::capture::{linktype, Direction, Packet, ReadError, Reader};
+
+pub use addr::Profile;
+pub use crate::conformance::checks::fuzz_decode;
+
+/// An outer IPv4:port.
+pub type Endpoint = SocketAddrV4;
+
+/// UDP datagrams on unknown ports whose payload looks like neither IPv6 nor a keepalive are
+/// kept only up to this many (they matter only if their flow later proves to be 6bed4, e.g.
+/// garbage injected at a peer's socket); the cap bounds memory on large foreign captures.
+pub const MAX_UNKNOWN_KEPT: usize = 200_000;
+
+/// Sightings of one packet at several capture points are at most this far apart.
+const GROUP_WINDOW_NS: u64 = 3_000_000_000;
+
+/// What the caller tells the decoder.
+#[derive(Debug, Clone, Default)]
+pub struct DecodeOptions {
+    /// The capture's name as evidence shows it (file name relative to the run directory).
+    pub name: String,
+    /// An extra router port (`--port`), besides 25790 and 25788.
+    pub port: Option<u16>,
+    /// Force a profile for every datagram; otherwise each datagram's profile comes from its
+    /// port or address layout, defaulting to `current`.
+    pub profile: Option<Profile>,
+}
+
+/// The outer IPv4/UDP of a tunnelled datagram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outer {
+    pub src: Endpoint,
+    pub dst: Endpoint,
+    pub ttl: u8,
+    pub df: bool,
+    pub ip_id: u16,
+    /// The UDP payload length (from the UDP header; 0 for a keepalive).
+    pub udp_payload_len: usize,
+    /// False when the capture holds less than the datagram (snaplen, IPv4 fragment).
+    pub complete: bool,
+    /// A first IPv4 fragment (MF set).
+    pub fragment: bool,
+}
+
+/// The fixed IPv6 header of an inner packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InnerHeader {
+    pub src: Ipv6Addr,
+    pub dst: Ipv6Addr,
+    pub hop_limit: u8,
+    pub next_header: u8,
+    pub payload_len: u16,
+}
+
+/// One ND option as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NdOption {
+    pub kind: u8,
+    /// In units of 8 bytes, as on the wire.
+    pub len: u8,
+    /// Source/Target Link-Layer Address (types 1 and 2 of length 1).
+    pub link_layer: Option<[u8; 6]>,
+    /// Prefix Information (type 3 of length 4).
+    pub pio: Option<Pio>,
+}
+
+/// A Prefix Information option.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pio {
+    pub len: u8,
+    pub on_link: bool,
+    pub autonomous: bool,
+    pub valid: u32,
+    pub preferred: u32,
+    pub prefix: Ipv6Addr,
+}
+
+/// The three lifetimes of an RA's fixed part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaLifetimes {
+    /// Seconds.
+    pub router: u16,
+    pub reachable_ms: u32,
+    pub retrans_ms: u32,
+}
+
+/// The ICMPv6 header and the validity facts ND checks need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IcmpInfo {
+    pub ty: u8,
+    pub code: u8,
+    pub checksum_ok: bool,
+    /// The ICMPv6 message's length (IPv6 payload length).
+    pub len: usize,
+    pub options: Vec<NdOption>,
+    pub zero_len_option: bool,
+    pub option_overrun: bool,
+}
+
+/// What a datagram is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    Rs {
+        slla: Option<[u8; 6]>,
+    },
+    Ra {
+        prefixes: Vec<Pio>,
+        lifetimes: RaLifetimes,
+        /// The inner destination.
+        dst: Ipv6Addr,
+        cur_hop_limit: u8,
+        flags: u8,
+        slla: Option<[u8; 6]>,
+    },
+    Ns {
+        target: Ipv6Addr,
+        slla: Option<[u8; 6]>,
+    },
+    Na {
+        target: Ipv6Addr,
+        /// The flags byte: 0x80 Router, 0x40 Solicited, 0x20 Override.
+        flags: u8,
+        tlla: Option<[u8; 6]>,
+    },
+    /// An empty UDP payload.
+    Keepalive,
+    Data {
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        hop_limit: u8,
+        next_header: u8,
+        icmp_type: Option<u8>,
+    },
+    /// An ICMPv6 error inside the tunnel (`v6`), or an ICMPv4 error about a 6bed4 datagram
+    /// (`about`: the quoted datagram's source and destination).
+    IcmpError {
+        v6: bool,
+        icmp_type: u8,
+        code: u8,
+        about: Option<(Endpoint, Endpoint)>,
+    },
+    Malformed {
+        why: String,
+    },
+}
+
+impl Kind {
+    /// A short label: `RS`, `RA`, `NS`, `NA`, `KA`, `data`, `ICMP`, `malformed`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Kind::Rs { .. } => "RS",
+            Kind::Ra { .. } => "RA",
+            Kind::Ns { .. } => "NS",
+            Kind::Na { .. } => "NA",
+            Kind::Keepalive => "KA",
+            Kind::Data { .. } => "data",
+            Kind::IcmpError { .. } => "ICMP",
+            Kind::Malformed { .. } => "malformed",
+        }
+    }
+}
+
+/// Where a record was seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layer {
+    /// A UDP/IPv4 datagram of the tunnel (or an ICMPv4 error about one).
+    Tunnel,
+    /// A raw IPv6 packet on a 6bed4 TUN: what went into or came out of the tunnel.
+    Inner,
+}
+
+/// How data travelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PathKind {
+    ViaRouter,
+    Direct,
+}
+
+impl PathKind {
+    /// `via-router` / `direct`, as scenarios and diagrams spell them.
+    pub fn name(self) -> &'static str {
+        match self {
+            PathKind::ViaRouter => "via-router",
+            PathKind::Direct => "direct",
+        }
+    }
+}
+
+/// One sighting of one packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decoded {
+    /// 1-based, as Wireshark numbers frames.
+    pub frame: u64,
+    /// The capture point (`peer-a/eth0`), when the file names it.
+    pub interface: Option<String>,
+    pub direction: Option<Direction>,
+    /// Nanoseconds since the Unix epoch.
+    pub ts_ns: u64,
+    pub layer: Layer,
+    /// None for [`Layer::Inner`].
+    pub outer: Option<Outer>,
+    pub inner: Option<InnerHeader>,
+    pub icmp: Option<IcmpInfo>,
+    pub kind: Kind,
+    /// Bytes past the inner packet's own length.
+    pub trailing: usize,
+    pub towards_router: bool,
+    pub from_router: bool,
+    /// For data, NS and NA: through the router or straight between peers.
+    pub path: Option<PathKind>,
+    pub profile: Profile,
+    /// Everything wrong with this datagram, in words.
+    pub issues: Vec<String>,
+    /// Index of the packet this is a sighting of (same value at every capture point).
+    pub packet: usize,
+    /// 0 for the sender's side; `sightings - 1` for the receiver's.
+    pub sighting: u16,
+    pub sightings: u16,
+    /// Hash of the UDP payload, IP id and length: equal at every capture point.
+    pub fingerprint: u64,
+    /// Hash of the inner packet with the hop limit zeroed.
+    pub inner_key: Option<u64>,
+    /// Kernel chatter on a TUN (MLD, the kernel's own RS, DAD) that traces leave out.
+    pub noise: bool,
+}
+
+impl Decoded {
+    /// The node part of the interface name (`peer-a` of `peer-a/eth0`).
+    pub fn node(&self) -> Option<&str> {
+        let i = self.interface.as_deref()?;
+        i.split_once('/').map(|(n, _)| n)
+    }
+    pub fn src(&self) -> Option<Endpoint> {
+        self.outer.as_ref().map(|o| o.src)
+    }
+    pub fn dst(&self) -> Option<Endpoint> {
+        self.outer.as_ref().map(|o| o.dst)
+    }
+    /// The sender's side of the packet (its first sighting).
+    pub fn is_first(&self) -> bool {
+        self.sighting == 0
+    }
+    /// The receiver's side of the packet (its last sighting).
+    pub fn is_last(&self) -> bool {
+        self.sighting + 1 >= self.sightings
+    }
+    /// Whether this ND or data message is one of the tunnel's (not a TUN copy).
+    pub fn is_tunnel(&self) -> bool {
+        self.layer == Layer::Tunnel
+    }
+    /// The ICMPv6 type, if any.
+    pub fn icmp_type(&self) -> Option<u8> {
+        self.icmp.as_ref().map(|i| i.ty)
+    }
+}
+
+/// Counts that explain what the decoder kept and dropped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DecodeStats {
+    pub frames: u64,
+    pub non_ip: u64,
+    pub udp: u64,
+    pub tunnel: u64,
+    pub inner: u64,
+    /// Native IPv6 on a non-TUN link (e.g. a veth's own link-local chatter).
+    pub native_ipv6: u64,
+    pub fragments_skipped: u64,
+    pub unknown_dropped: u64,
+}
+
+/// A decoded capture.
+#[derive(Debug, Clone, Default)]
+pub struct DecodedCapture {
+    /// The capture's name for evidence.
+    pub name: String,
+    /// Tunnel datagrams and TUN packets, in time order (ties in frame order).
+    pub records: Vec<Decoded>,
+    /// Router endpoints: UDP profile ports, the override port, else RS destinations.
+    pub routers: BTreeSet<Endpoint>,
+    /// The /64s that are 6bed4 (advertised, or named by consistent addresses).
+    pub prefixes: BTreeSet<Ipv6Addr>,
+    /// Number of distinct packets (groups of sightings).
+    pub packets: usize,
+    pub stats: DecodeStats,
+    /// The reader's error, if the capture did not end cleanly (packets before it are kept).
+    pub read_error: Option<String>,
+}
+
+impl DecodedCapture {
+    /// Tunnel records that are the sender's side of their packet: one per packet.
+    pub fn sent(&self) -> impl Iterator<Item = &Decoded> {
+        self.records.iter().filter(|r| r.is_tunnel() && r.is_first())
+    }
+    /// Tunnel records that are the receiver's side of their packet: one per packet.
+    pub fn received(&self) -> impl Iterator<Item = &Decoded> {
+        self.records.iter().filter(|r| r.is_tunnel() && r.is_last())
+    }
+    /// Interfaces that appear, in first-seen order.
+    pub fn interfaces(&self) -> Vec<String> {
+        let mut seen = Vec::new();
+        for r in &self.records {
+            if let Some(i) = &r.interface {
+                if !seen.contains(i) {
+                    seen.push(i.clone());
+                }
+            }
+        }
+        seen
+    }
+}
+
+/// The streaming decoder.
+#[derive(Debug)]
+pub struct Decoder {
+    opts: DecodeOptions,
+    records: Vec<Decoded>,
+    unknown_kept: usize,
+    stats: DecodeStats,
+}
+
+/// Reads a capture file and decodes it. Only a file that cannot be opened or has no valid
+/// header is an error; a read error later ends the packets and is kept in `read_error`.
+pub fn decode_file(path: &Path, mut opts: DecodeOptions) -> Result<DecodedCapture, ReadError> {
+    if opts.name.is_empty() {
+        opts.name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+    }
+    Ok(decode_reader(Reader::open(path)?, opts))
+}
+
+/// Decodes a capture held in memory.
+pub fn decode_bytes(data: &[u8], opts: DecodeOptions) -> Result<DecodedCapture, ReadError> {
+    Ok(decode_reader(Reader::new(data)?, opts))
+}
+
+/// Decodes everything a reader yields.
+pub fn decode_reader<R: Read>(mut reader: Reader<R>, opts: DecodeOptions) -> DecodedCapture {
+    let mut d = Decoder::new(opts);
+    let mut error = None;
+    loop {
+        match reader.next_packet() {
+            Ok(Some(p)) => d.push(&p),
+            Ok(None) => break,
+            Err(e) => {
+                error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    let mut c = d.finish();
+    c.read_error = error;
+    c
+}
+
+impl Decoder {
+    pub fn new(opts: DecodeOptions) -> Decoder {
+        Decoder {
+            opts,
+            records: Vec::new(),
+            unknown_kept: 0,
+            stats: DecodeStats::default(),
+        }
+    }
+
+    fn is_router_port(&self, port: u16) -> bool {
+        Profile::from_port(port).is_some() || self.opts.port == Some(port)
+    }
+
+    /// Takes one packet of the capture (frames are numbered in push order).
+    pub fn push(&mut self, p: &Packet) {
+        self.stats.frames += 1;
+        let frame = self.stats.frames;
+        let Some(ip) = p.ip() else {
+            self.stats.non_ip += 1;
+            return;
+        };
+        let ts_ns = p.ts.0.saturating_mul(1_000_000_000).saturating_add(u64::from(p.ts.1));
+        let complete = p.orig_len as usize <= p.data.len();
+        let base = Decoded {
+            frame,
+            interface: p.interface_name.clone(),
+            direction: p.direction,
+            ts_ns,
+            layer: Layer::Tunnel,
+            outer: None,
+            inner: None,
+            icmp: None,
+            kind: Kind::Keepalive,
+            trailing: 0,
+            towards_router: false,
+            from_router: false,
+            path: None,
+            profile: self.opts.profile.unwrap_or_default(),
+            issues: Vec::new(),
+            packet: 0,
+            sighting: 0,
+            sightings: 1,
+            fingerprint: 0,
+            inner_key: None,
+            noise: false,
+        };
+        match ip.first().map(|b| b >> 4) {
+            Some(4) => self.push_v4(ip, complete, base),
+            Some(6) => self.push_v6(ip, complete, p, base),
+            _ => self.stats.non_ip += 1,
+        }
+    }
+
+    fn push_v4(&mut self, ip: &[u8], complete: bool, mut rec: Decoded) {
+        let Ok(h) = Ipv4HeaderSlice::from_slice(ip) else {
+            self.stats.non_ip += 1;
+            return;
+        };
+        let hl = usize::from(h.ihl()) * 4;
+        let end = usize::from(h.total_len()).clamp(hl, ip.len().max(hl));
+        let body = ip.get(hl..end.min(ip.len())).unwrap_or(&[]);
+        if h.fragments_offset().value() != 0 {
+            self.stats.fragments_skipped += 1;
+            return;
+        }
+        match h.protocol().0 {
+            17 => {}
+            1 => {
+                self.push_icmp4(&h, body, rec);
+                return;
+            }
+            _ => return,
+        }
+        self.stats.udp += 1;
+        let Ok(udp) = UdpHeaderSlice::from_slice(body) else {
+            return;
+        };
+        let declared = usize::from(udp.length()).saturating_sub(8);
+        let avail = &body[8..];
+        let payload = &avail[..declared.min(avail.len())];
+        let fragment = h.more_fragments();
+        let complete = complete && !fragment && declared <= avail.len();
+        let src = SocketAddrV4::new(h.source_addr(), udp.source_port());
+        let dst = SocketAddrV4::new(h.destination_addr(), udp.destination_port());
+        let looks = payload.is_empty() || payload[0] >> 4 == 6;
+        if !looks && !self.is_router_port(src.port()) && !self.is_router_port(dst.port()) {
+            if self.unknown_kept >= MAX_UNKNOWN_KEPT {
+                self.stats.unknown_dropped += 1;
+                return;
+            }
+            self.unknown_kept += 1;
+        }
+        rec.outer = Some(Outer {
+            src,
+            dst,
+            ttl: h.ttl(),
+            df: h.dont_fragment(),
+            ip_id: h.identification(),
+            udp_payload_len: declared,
+            complete,
+            fragment,
+        });
+        let mut fp = fnv1a(0xcbf2_9ce4_8422_2325, &h.identification().to_be_bytes());
+        fp = fnv1a(fp, &(declared as u32).to_be_bytes());
+        rec.fingerprint = fnv1a(fp, payload);
+        if declared > avail.len() && complete {
+            rec.issues.push(format!(
+                "UDP length says {declared} payload bytes, the IPv4 packet holds {}",
+                avail.len()
+            ));
+        }
+        if payload.is_empty() && declared == 0 {
+            rec.kind = Kind::Keepalive;
+        } else {
+            let parsed = inner::parse_ipv6(payload, complete);
+            rec.inner = parsed.inner;
+            rec.icmp = parsed.icmp;
+            rec.kind = parsed.kind;
+            rec.trailing = parsed.trailing;
+            rec.issues.extend(parsed.issues);
+            rec.inner_key = parsed.inner_key;
+        }
+        self.records.push(rec);
+    }
+
+    /// ICMPv4 errors quoting a UDP datagram: kept in case the quoted flow is 6bed4.
+    fn push_icmp4(&mut self, h: &Ipv4HeaderSlice<'_>, body: &[u8], mut rec: Decoded) {
+        let (Some(&ty), Some(&code)) = (body.first(), body.get(1)) else {
+            return;
+        };
+        if !matches!(ty, 3 | 11 | 12) {
+            return;
+        }
+        let Some(quoted) = body.get(8..) else { return };
+        let Ok(q) = Ipv4HeaderSlice::from_slice(quoted) else {
+            return;
+        };
+        if q.protocol().0 != 17 {
+            return;
+        }
+        let qhl = usize::from(q.ihl()) * 4;
+        let Some(ports) = quoted.get(qhl..qhl + 4) else {
+            return;
+        };
+        let qsrc = SocketAddrV4::new(q.source_addr(), u16::from_be_bytes([ports[0], ports[1]]));
+        let qdst = SocketAddrV4::new(q.destination_addr(), u16::from_be_bytes([ports[2], ports[3]]));
+        rec.outer = Some(Outer {
+            src: SocketAddrV4::new(h.source_addr(), 0),
+            dst: SocketAddrV4::new(h.destination_addr(), 0),
+            ttl: h.ttl(),
+            df: h.dont_fragment(),
+            ip_id: h.identification(),
+            udp_payload_len: 0,
+            complete: true,
+            fragment: false,
+        });
+        rec.fingerprint = fnv1a(fnv1a(0x1c3d, &h.identification().to_be_bytes()), body);
+        rec.kind = Kind::IcmpError {
+            v6: false,
+            icmp_type: ty,
+            code,
+            about: Some((qsrc, qdst)),
+        };
+        self.records.push(rec);
+    }
+
+    fn push_v6(&mut self, ip: &[u8], complete: bool, p: &Packet, mut rec: Decoded) {
+        let name = p.interface_name.as_deref().unwrap_or("");
+        let leaf = name.rsplit('/').next().unwrap_or(name);
+        let tun = leaf.contains("6bed4")
+            || (name.is_empty() && matches!(p.linktype, linktype::RAW | linktype::IPV6 | 12 | 14));
+        if !tun {
+            self.stats.native_ipv6 += 1;
+            return;
+        }
+        self.stats.inner += 1;
+        let parsed = inner::parse_ipv6(ip, complete);
+        rec.layer = Layer::Inner;
+        rec.inner = parsed.inner;
+        rec.icmp = parsed.icmp;
+        rec.kind = parsed.kind;
+        rec.trailing = parsed.trailing;
+        rec.issues = parsed.issues;
+        rec.inner_key = parsed.inner_key;
+        rec.fingerprint = parsed.inner_key.unwrap_or(0);
+        rec.noise = is_kernel_noise(&rec);
+        self.records.push(rec);
+    }
+
+    /// Decides the 6bed4 flows, learns routers and prefixes, groups sightings and fills
+    /// the derived fields.
+    pub fn finish(self) -> DecodedCapture {
+        let Decoder {
+            opts, records, stats, ..
+        } = self;
+        let mut stats = stats;
+        let router_port = |port: u16| Profile::from_port(port).is_some() || opts.port == Some(port);
+
+        // 1. Flows that are 6bed4: a router port, or an inner address naming an endpoint.
+        let flow = |a: Endpoint, b: Endpoint| if a <= b { (a, b) } else { (b, a) };
+        let mut six_flows: BTreeSet<(Endpoint, Endpoint)> = BTreeSet::new();
+        let mut prefixes = BTreeSet::new();
+        for r in &records {
+            let (Some(o), Layer::Tunnel) = (&r.outer, r.layer) else {
+                continue;
+            };
+            if matches!(r.kind, Kind::IcmpError { v6: false, .. }) {
+                continue;
+            }
+            if router_port(o.src.port()) || router_port(o.dst.port()) {
+                six_flows.insert(flow(o.src, o.dst));
+            }
+            if let Some(ih) = &r.inner {
+                for a in [ih.src, ih.dst] {
+                    if a.is_unspecified() || addr::is_multicast(&a) {
+                        continue;
+                    }
+                    if [o.src, o.dst]
+                        .iter()
+                        .any(|&ep| addr::layout_naming(&a, ep).is_some() || addr::loosely_names(&a, ep))
+                    {
+                        six_flows.insert(flow(o.src, o.dst));
+                        if !addr::is_link_local(&a) {
+                            prefixes.insert(addr::prefix64(&a));
+                        }
+                    }
+                }
+            }
+        }
+        let endpoints: BTreeSet<Endpoint> = six_flows.iter().flat_map(|&(a, b)| [a, b]).collect();
+        let keep = |r: &Decoded| -> bool {
+            match (&r.layer, &r.kind, &r.outer) {
+                (Layer::Inner, ..) => true,
+                (_, Kind::IcmpError { about: Some((a, b)), .. }, _) => {
+                    endpoints.contains(a) || endpoints.contains(b)
+                }
+                (_, _, Some(o)) => endpoints.contains(&o.src) || endpoints.contains(&o.dst),
+                _ => false,
+            }
+        };
+        let mut records: Vec<Decoded> = records.into_iter().filter(keep).collect();
+        records.sort_by_key(|r| (r.ts_ns, r.frame));
+        stats.tunnel = records.iter().filter(|r| r.is_tunnel()).count() as u64;
+
+        // 2. Routers: the profile and override ports; else where RSs go.
+        let mut routers: BTreeSet<Endpoint> =
+            endpoints.iter().copied().filter(|e| router_port(e.port())).collect();
+        if routers.is_empty() {
+            routers = records
+                .iter()
+                .filter(|r| r.is_tunnel() && r.icmp_type() == Some(inner::RS))
+                .filter_map(|r| r.dst())
+                .collect();
+        }
+        for r in &records {
+            if let Kind::Ra { prefixes: pios, .. } = &r.kind {
+                if r.is_tunnel() && r.src().is_some_and(|s| routers.contains(&s)) {
+                    prefixes.extend(pios.iter().map(|p| addr::prefix64(&p.prefix)));
+                }
+            }
+        }
+
+        // 3. Sightings of one packet at several capture points.
+        let packets = group_sightings(&mut records);
+
+        // 4. Derived fields.
+        let counts = sighting_counts(&records, packets);
+        for r in records.iter_mut() {
+            r.sightings = counts.get(r.packet).copied().unwrap_or(1);
+            derive(r, &routers, &prefixes, &opts);
+        }
+        DecodedCapture {
+            name: opts.name,
+            records,
+            routers,
+            prefixes,
+            packets,
+            stats,
+            read_error: None,
+        }
+    }
+}
+
+fn sighting_counts(records: &[Decoded], packets: usize) -> Vec<u16> {
+    let mut counts = vec![0u16; packets];
+    for r in records {
+        if let Some(c) = counts.get_mut(r.packet) {
+            *c = c.saturating_add(1);
+        }
+    }
+    counts
+}
+
+/// Assigns `packet` and `sighting`: a record joins an earlier packet with the same
+/// fingerprint when it is a plausible next hop of that packet's last sighting (a link keeps
+/// both endpoints and the TTL; a node forwarding it may rewrite one side and lower the TTL).
+/// Returns the number of packets.
+fn group_sightings(records: &mut [Decoded]) -> usize {
+    struct Open {
+        packet: usize,
+        last: usize,
+        count: u16,
+        ifaces: Vec<Option<String>>,
+    }
+    let mut open: HashMap<u64, Vec<Open>> = HashMap::new();
+    let mut next_packet = 0usize;
+    for i in 0..records.len() {
+        let r = &records[i];
+        let mut joined = None;
+        if r.is_tunnel() && r.interface.is_some() {
+            if let Some(list) = open.get_mut(&r.fingerprint) {
+                list.retain(|g| r.ts_ns.saturating_sub(records[g.last].ts_ns) <= GROUP_WINDOW_NS);
+                joined = list
+                    .iter()
+                    .rposition(|g| !g.ifaces.contains(&r.interface) && next_hop(&records[g.last], r));
+                if let Some(pos) = joined {
+                    let g = &mut list[pos];
+                    g.last = i;
+                    g.count = g.count.saturating_add(1);
+                    g.ifaces.push(r.interface.clone());
+                    joined = Some(g.packet * 0x1_0000 + usize::from(g.count - 1));
+                }
+            }
+        }
+        let (packet, sighting) = match joined {
+            Some(v) => (v / 0x1_0000, (v % 0x1_0000) as u16),
+            None => {
+                let p = next_packet;
+                next_packet += 1;
+                if r.is_tunnel() && r.interface.is_some() {
+                    open.entry(r.fingerprint).or_default().push(Open {
+                        packet: p,
+                        last: i,
+                        count: 1,
+                        ifaces: vec![r.interface.clone()],
+                    });
+                }
+                (p, 0)
+            }
+        };
+        records[i].packet = packet;
+        records[i].sighting = sighting;
+    }
+    next_packet
+}
+
+/// Whether `b` can be the next sighting of the packet last seen as `a`.
+fn next_hop(a: &Decoded, b: &Decoded) -> bool {
+    let (Some(oa), Some(ob)) = (&a.outer, &b.outer) else {
+        return false;
+    };
+    if ob.ttl > oa.ttl {
+        return false;
+    }
+    match (a.direction, b.direction, a.node(), b.node()) {
+        (Some(Direction::Outbound), Some(Direction::Inbound), Some(na), Some(nb)) => {
+            na != nb && oa.src == ob.src && oa.dst == ob.dst && oa.ttl == ob.ttl
+        }
+        (Some(Direction::Inbound), Some(Direction::Outbound), Some(na), Some(nb)) => {
+            na == nb && (oa.src == ob.src || oa.dst == ob.dst)
+        }
+        (Some(_), Some(_), Some(_), Some(_)) => false,
+        _ => oa.src == ob.src || oa.dst == ob.dst,
+    }
+}
+
+/// Router direction, path, profile, and the issues that need the whole capture.
+fn derive(r: &mut Decoded, routers: &BTreeSet<Endpoint>, prefixes: &BTreeSet<Ipv6Addr>, opts: &DecodeOptions) {
+    let Some(o) = r.outer.clone() else {
+        r.profile = opts.profile.unwrap_or_else(|| layout_profile(r, None));
+        return;
+    };
+    r.towards_router = routers.contains(&o.dst);
+    r.from_router = routers.contains(&o.src);
+    if matches!(r.kind, Kind::Data { .. } | Kind::Ns { .. } | Kind::Na { .. }) {
+        r.path = Some(if r.towards_router || r.from_router {
+            PathKind::ViaRouter
+        } else {
+            PathKind::Direct
+        });
+    }
+    r.profile = opts.profile.unwrap_or_else(|| {
+        [o.src.port(), o.dst.port()]
+            .into_iter()
+            .find_map(Profile::from_port)
+            .unwrap_or_else(|| layout_profile(r, Some(&o)))
+    });
+    if matches!(r.kind, Kind::Keepalive) && !r.towards_router {
+        r.issues.push(format!("empty UDP datagram to {}, which is not the router", o.dst));
+    }
+    // The inner source must name the outer source as the receiver sees it (after every
+    // NAT): judged at the last sighting, unless this lone sighting is a sender's side behind a NAT.
+    if let (Some(ih), false) = (&r.inner, r.from_router) {
+        let judged = prefixes.contains(&addr::prefix64(&ih.src)) && !ih.src.is_unspecified();
+        if judged && r.is_last() {
+            let named = r.profile.decode(&ih.src);
+            let behind_nat = r.sightings == 1
+                && r.direction != Some(Direction::Inbound)
+                && addr::is_private_v4(*o.src.ip())
+                && named.is_some_and(|n| !addr::is_private_v4(*n.ip()));
+            if named != Some(o.src) && !behind_nat {
+                let other = r.profile_other().decode(&ih.src);
+                let hint = if other == Some(o.src) {
+                    format!(" (it does in the {} layout)", r.profile_other().name())
+                } else if addr::loosely_names(&ih.src, o.src) {
+                    " (the IPv4 octets stand verbatim in bytes 8..11: the first octet's two low bits belong in byte 14)".to_string()
+                } else {
+                    String::new()
+                };
+                r.issues.push(format!(
+                    "inner source {} names {} in the {} layout, but the datagram came from {}{hint}",
+                    ih.src,
+                    named.map_or_else(|| "nothing".to_string(), |n| n.to_string()),
+                    r.profile.name(),
+                    o.src
+                ));
+            }
+        }
+    }
+}
+
+impl Decoded {
+    /// The other profile (for "it would decode in the other layout" hints).
+    pub fn profile_other(&self) -> Profile {
+        match self.profile {
+            Profile::Current => Profile::V01,
+            Profile::V01 => Profile::Current,
+        }
+    }
+}
+
+/// The profile an address layout suggests: V when an address names an endpoint in layout
+/// V, else `current`.
+fn layout_profile(r: &Decoded, o: Option<&Outer>) -> Profile {
+    let Some(ih) = &r.inner else {
+        return Profile::Current;
+    };
+    for a in [ih.src, ih.dst] {
+        let v = addr::decode_v(&a);
+        match o {
+            Some(o) if v == Some(o.src) || v == Some(o.dst) => return Profile::V01,
+            None if v.is_some() && !addr::is_link_local(&a) => return Profile::V01,
+            _ => {}
+        }
+    }
+    Profile::Current
+}
+
+/// The kernel's own traffic on a TUN: MLD reports, its router solicitations from a
+/// link-local or unspecified source, DAD probes.
+fn is_kernel_noise(r: &Decoded) -> bool {
+    let Some(ih) = &r.inner else { return false };
+    match r.icmp_type() {
+        Some(130..=132 | 143) => true,
+        Some(inner::RS) => ih.src.is_unspecified() || addr::is_link_local(&ih.src),
+        Some(inner::NS) => ih.src.is_unspecified(),
+        _ => false,
+    }
+}
+
+/// FNV-1a, 64 bits: a stable hash (the same in every run, unlike `DefaultHasher`'s seeds
+/// across versions) for fingerprints that traces and tests may compare.
+pub(crate) fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Counts per kind over the sender's side of each tunnel packet (one per packet).
+pub fn kind_counts(c: &DecodedCapture) -> BTreeMap<&'static str, usize> {
+    let mut m = BTreeMap::new();
+    for r in c.sent() {
+        *m.entry(r.kind.label()).or_insert(0) += 1;
+    }
+    m
+}
+
+/// A peer's address in a friendlier form for messages: `addr (ip:port)`.
+pub fn describe_addr(a: &Ipv6Addr, profile: Profile) -> String {
+    match profile.decode(a) {
+        Some(ep) => format!("{a} ({ep})"),
+        None => a.to_string(),
+    }
+}
+
+/// `Ipv4Addr` for tests and callers that name routers.
+pub fn endpoint(ip: [u8; 4], port: u16) -> Endpoint {
+    SocketAddrV4::new(Ipv4Addr::from(ip), port)
+}

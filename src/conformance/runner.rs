@@ -1,0 +1,1141 @@
+//! Runs cells: builds the cell's lab, starts implementations through their adapters,
+//! carries out the steps, tears down, then judges what the capture shows.
+//!
+//! Step results become checks of their own (`STEP-n`), next to the registry's passive
+//! checks. A failure of the environment (a lab that would not build, a program that would
+//! not start, an adapter that is wrong) is an ERROR with the relevant log tail, never a
+//! FAIL.
+
+use super::adapter::{expand as expand_args, Adapter, Readiness, Role, Vars};
+use super::model::{Artifacts, CellResult, CheckResult, Evidence, Outcome, Verdict};
+use super::scenario::{self, Action, At, Cell, LinkState, NatAction, PingExpect, Scenario};
+use crate::fabric::{Direction, NodeControl};
+use crate::lab::{Lab, LabOptions};
+use crate::topology::{NatKind, NatKnobs, NatPreset, NatSpec, Topology};
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Where a run's inputs and outputs are.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    /// The run directory: `out/<run-id>/`.
+    pub run_dir: PathBuf,
+    pub state_root: PathBuf,
+    /// The `bedlab` program (for helper subcommands run inside nodes).
+    pub bedlab: PathBuf,
+    pub strict: bool,
+}
+
+/// The implementations and scenarios of a suite.
+#[derive(Debug, Clone)]
+pub struct Suite {
+    pub scenarios: Vec<Arc<Scenario>>,
+    pub adapters: Vec<Adapter>,
+}
+
+impl Suite {
+    /// Default axes: every adapter with the role, the current profile.
+    pub fn defaults(&self) -> BTreeMap<String, Vec<String>> {
+        let mut d = BTreeMap::new();
+        let with = |f: fn(&Adapter) -> bool| {
+            self.adapters
+                .iter()
+                .filter(|a| f(a))
+                .map(|a| a.name.clone())
+                .collect()
+        };
+        d.insert("peer".to_string(), with(|a| a.peer.is_some()));
+        d.insert("router".to_string(), with(|a| a.router.is_some()));
+        d.insert("profile".to_string(), vec!["current".to_string()]);
+        d
+    }
+
+    /// Every cell, in a stable order; `filter` keeps cells whose id contains every term;
+    /// `shard` `(k, n)` keeps every n-th cell starting at the k-th (1-based).
+    pub fn cells(&self, filter: &[String], shard: Option<(usize, usize)>) -> Vec<Cell> {
+        let defaults = self.defaults();
+        let all: Vec<Cell> = self
+            .scenarios
+            .iter()
+            .flat_map(|s| scenario::expand(s, &defaults))
+            .filter(|c| {
+                let id = c.id().to_string();
+                filter.iter().all(|f| id.contains(f.as_str()))
+            })
+            .collect();
+        match shard {
+            Some((k, n)) if n > 0 => all
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| i % n == k - 1)
+                .map(|(_, c)| c)
+                .collect(),
+            _ => all,
+        }
+    }
+
+    fn adapter(&self, name: &str) -> Option<&Adapter> {
+        self.adapters.iter().find(|a| a.name == name)
+    }
+}
+
+/// A file-system-safe, unique name for a cell's directory.
+pub fn cell_slug(index: usize, cell: &Cell) -> String {
+    let id = cell.id().to_string();
+    let clean: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '=' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{index:03}-{}", clean.trim_matches('_'))
+}
+
+/// A step's result as a check.
+fn step_check(
+    index: usize,
+    title: String,
+    verdict: Verdict,
+    message: String,
+    scenario: &Scenario,
+) -> CheckResult {
+    CheckResult {
+        id: format!("STEP-{index}"),
+        title,
+        source: format!("{} step {index}", scenario.origin.display()),
+        verdict,
+        message,
+        evidence: Vec::new(),
+    }
+}
+
+/// Why a cell could not go on.
+enum Stop {
+    /// The environment failed.
+    Error(String),
+    /// The implementation failed a step; later steps make no sense.
+    Fail,
+}
+
+/// The roles a node can play.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RoleKind {
+    Router,
+    Peer,
+}
+
+struct CellRun<'a> {
+    cell: &'a Cell,
+    suite: &'a Suite,
+    ctx: &'a RunContext,
+    lab: Lab,
+    profile: String,
+    router_ip: Ipv4Addr,
+    router_port: u16,
+    checks: Vec<CheckResult>,
+    /// Node → (adapter, role) for started nodes.
+    roles: BTreeMap<String, (Adapter, RoleKind)>,
+    /// Node → the address it had at the last wait.
+    addresses: BTreeMap<String, Ipv6Addr>,
+    /// Node → the first address it got.
+    first_addresses: BTreeMap<String, Ipv6Addr>,
+    started: Instant,
+}
+
+/// Applies the cell's NAT and impairment axes to the topology.
+fn topology_for(cell: &Cell, base: &Topology) -> Result<Topology, String> {
+    let mut t = base.clone();
+    for router in &mut t.routers {
+        let Some(value) = cell.params.get(&router.name) else {
+            continue;
+        };
+        let Some(nat) = router.nat.as_mut() else { continue };
+        let (base_name, hairpin) = match value.strip_suffix("+hairpin") {
+            Some(b) => (b, true),
+            None => (value.as_str(), false),
+        };
+        let kind = match base_name {
+            "linux-masquerade" => NatKind::LinuxMasquerade,
+            "linux-masquerade-random" => NatKind::LinuxMasqueradeRandom,
+            other => {
+                let preset = NatPreset::ALL
+                    .into_iter()
+                    .find(|p| p.as_str() == other)
+                    .ok_or_else(|| format!("unknown NAT behaviour {other:?}"))?;
+                NatKind::Userspace { preset: Some(preset) }
+            }
+        };
+        let mut spec = NatSpec::new(nat.outside.clone(), kind);
+        let mut knobs = NatKnobs {
+            udp_timeout: nat.knobs.udp_timeout,
+            external_addresses: nat.knobs.external_addresses.clone(),
+            ..NatKnobs::default()
+        };
+        if hairpin {
+            knobs.hairpinning = Some(true);
+        }
+        if kind.is_linux() {
+            knobs = NatKnobs {
+                udp_timeout: nat.knobs.udp_timeout,
+                ..NatKnobs::default()
+            };
+        }
+        spec = spec.knobs(knobs);
+        *nat = spec;
+    }
+    if let Some(name) = cell.params.get("impairment").filter(|n| *n != "none") {
+        let imp = cell
+            .scenario
+            .impairments
+            .get(name)
+            .cloned()
+            .ok_or_else(|| format!("no impairment {name}"))?;
+        for h in t.hosts.iter_mut().filter(|h| h.role == "peer") {
+            for i in &mut h.interfaces {
+                i.egress = imp.clone();
+                i.ingress = imp.clone();
+            }
+        }
+    }
+    t.validate().map_err(|e| e.to_string())?;
+    Ok(t)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{}ms", d.as_millis())
+}
+
+/// Global IPv6 addresses on `ifname` inside `node` (empty if the interface is absent).
+fn global_addresses(lab: &Lab, node: &str, ifname: &str) -> Vec<Ipv6Addr> {
+    let Ok(ns) = lab.netns(node) else {
+        return Vec::new();
+    };
+    let ifname = ifname.to_string();
+    ns.run(move || -> Vec<Ipv6Addr> {
+        let Ok(cname) = std::ffi::CString::new(ifname) else {
+            return Vec::new();
+        };
+        // SAFETY: if_nametoindex reads a NUL-terminated string.
+        let index = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+        if index == 0 {
+            return Vec::new();
+        }
+        let Ok(mut nl) = sixbed4::sys::netlink::Netlink::open() else {
+            return Vec::new();
+        };
+        nl.addresses_v6(index)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(a, _)| a)
+            .filter(|a| !a.is_loopback() && (a.segments()[0] & 0xffc0) != 0xfe80)
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+impl<'a> CellRun<'a> {
+    fn vars(&self, adapter: &Adapter, role: &Role, node: &str) -> Result<Vars, String> {
+        let t = &self.cell.scenario.timers;
+        let binary = adapter.binary.as_ref().ok_or_else(|| {
+            format!(
+                "adapter {}: none of {:?} exists",
+                adapter.name, adapter.binary_candidates
+            )
+        })?;
+        let profile: sixbed4::profile::Profile = self.profile.parse().map_err(|e| format!("{e}"))?;
+        let mut v = Vars::new();
+        v.insert("binary", binary.display().to_string());
+        v.insert("node", node.to_string());
+        v.insert("router_ip", self.router_ip.to_string());
+        v.insert("router_port", self.router_port.to_string());
+        v.insert("profile", self.profile.clone());
+        v.insert(
+            "prefix",
+            sixbed4::profile::prefix_to_string(profile.default_prefix(self.router_ip)),
+        );
+        v.insert("ifname", role.ifname.clone());
+        v.insert("lanip", "1".into());
+        let ka = t.keepalive.unwrap_or(Duration::from_secs(3600));
+        v.insert("keepalive", ms(ka));
+        v.insert("keepalive_ttl", t.keepalive_ttl.to_string());
+        v.insert("keepalive_s", ka.as_secs().max(1).to_string());
+        v.insert(
+            "keepalive_spec",
+            t.keepalive
+                .map_or_else(|| "off".to_string(), |k| format!("{},{}", ms(k), t.keepalive_ttl)),
+        );
+        v.insert("rs_initial", ms(t.rs_initial));
+        v.insert("rs_max", ms(t.rs_max));
+        v.insert("reachable", ms(t.reachable));
+        v.insert("holddown", ms(t.holddown));
+        v.insert("probe_interval", ms(t.probe_interval));
+        v.insert("bypass_flag", String::new());
+        Ok(v)
+    }
+
+    /// Which implementation and role a node runs.
+    fn role_of(&self, node: &str) -> Result<(Adapter, RoleKind), Stop> {
+        let topo_role = self
+            .lab
+            .topology()
+            .node(node)
+            .map(|n| n.role().to_string())
+            .unwrap_or_default();
+        let kind = if topo_role == "6bed4-router" {
+            RoleKind::Router
+        } else {
+            RoleKind::Peer
+        };
+        let axis = if kind == RoleKind::Router {
+            "router"
+        } else {
+            "peer"
+        };
+        let name = self
+            .cell
+            .params
+            .get(node)
+            .or_else(|| self.cell.params.get(axis))
+            .cloned()
+            .unwrap_or_else(|| "sixbed4".into());
+        let adapter = self
+            .suite
+            .adapter(&name)
+            .cloned()
+            .ok_or_else(|| Stop::Error(format!("no adapter named {name:?} in harness/impls")))?;
+        Ok((adapter, kind))
+    }
+
+    fn start(&mut self, step: usize, node: &str) -> Result<(), Stop> {
+        let (adapter, kind) = self.role_of(node)?;
+        let role = match kind {
+            RoleKind::Router => adapter.router.clone(),
+            RoleKind::Peer => adapter.peer.clone(),
+        }
+        .ok_or_else(|| Stop::Error(format!("adapter {} has no {kind:?} role", adapter.name)))?;
+        let vars = self.vars(&adapter, &role, node).map_err(Stop::Error)?;
+        let argv = expand_args(&role.start, &vars)
+            .map_err(|e| Stop::Error(format!("adapter {}: {e}", adapter.name)))?;
+        let name = adapter.name.clone();
+        self.lab
+            .spawn(node, &name, &argv)
+            .map_err(|e| Stop::Error(e.to_string()))?;
+        for cmd in &role.after_start {
+            let argv =
+                expand_args(cmd, &vars).map_err(|e| Stop::Error(format!("adapter {}: {e}", adapter.name)))?;
+            let out = self
+                .lab
+                .exec(node, &argv)
+                .map_err(|e| Stop::Error(e.to_string()))?;
+            if !out.status.success() {
+                return Err(Stop::Error(format!(
+                    "after_start command {argv:?} in {node} failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+        }
+        self.roles.insert(node.to_string(), (adapter, kind));
+        match role.ready {
+            Readiness::Delay(d) => std::thread::sleep(d),
+            Readiness::Address => {
+                let deadline = role.ready_timeout;
+                let ok = Lab::wait_for(deadline, || {
+                    self.exited(node).is_some() || !global_addresses(&self.lab, node, &role.ifname).is_empty()
+                });
+                if let Some(status) = self.exited(node) {
+                    let tail = self.log_tail(node);
+                    self.checks.push(step_check(
+                        step,
+                        format!("start {node}"),
+                        Verdict::Fail,
+                        format!("{name} in {node} exited ({status}) before it was ready:\n{tail}"),
+                        &self.cell.scenario,
+                    ));
+                    return Err(Stop::Fail);
+                }
+                if !ok {
+                    let what = if kind == RoleKind::Router {
+                        "its tunnel address"
+                    } else {
+                        "an address"
+                    };
+                    self.checks.push(step_check(
+                        step,
+                        format!("start {node}"),
+                        Verdict::Fail,
+                        format!(
+                            "{name} in {node} got no {what} on {} within {:?}",
+                            role.ifname, deadline
+                        ),
+                        &self.cell.scenario,
+                    ));
+                    return Err(Stop::Fail);
+                }
+                if let Some(a) = global_addresses(&self.lab, node, &role.ifname).first() {
+                    self.addresses.insert(node.to_string(), *a);
+                    self.first_addresses.entry(node.to_string()).or_insert(*a);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// How the node's current (most recently started) process ended, if it did.
+    fn exited(&mut self, node: &str) -> Option<String> {
+        self.lab
+            .processes()
+            .iter_mut()
+            .rev()
+            .find(|p| p.node == node)
+            .and_then(|p| p.try_wait().ok().flatten().map(|s| s.to_string()))
+    }
+
+    fn log_tail(&mut self, node: &str) -> String {
+        self.lab
+            .processes()
+            .iter()
+            .filter(|p| p.node == node)
+            .map(|p| p.stderr_tail(15))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn stop_node(&mut self, node: &str) {
+        for p in self.lab.processes().iter_mut().filter(|p| p.node == node) {
+            let _ = p.stop(Duration::from_secs(2));
+        }
+    }
+
+    fn ifname_of(&self, node: &str) -> String {
+        self.roles
+            .get(node)
+            .and_then(|(a, k)| match k {
+                RoleKind::Router => a.router.as_ref(),
+                RoleKind::Peer => a.peer.as_ref(),
+            })
+            .map_or_else(|| "6bed4".to_string(), |r| r.ifname.clone())
+    }
+
+    /// A ping target: a node's current tunnel address, or a literal address.
+    fn target(&self, to: &str) -> Option<Ipv6Addr> {
+        if let Ok(a) = to.parse() {
+            return Some(a);
+        }
+        global_addresses(&self.lab, to, &self.ifname_of(to))
+            .first()
+            .copied()
+    }
+
+    fn ping(
+        &mut self,
+        from: &str,
+        to: Ipv6Addr,
+        count: u32,
+        interval: Duration,
+        size: Option<u32>,
+    ) -> Result<(u32, u32), Stop> {
+        let mut argv = vec![
+            "ping".to_string(),
+            "-6".into(),
+            "-n".into(),
+            "-c".into(),
+            count.to_string(),
+            "-i".into(),
+            format!("{:.3}", interval.as_secs_f64().max(0.002)),
+            "-W".into(),
+            "2".into(),
+        ];
+        if let Some(s) = size {
+            argv.push("-s".into());
+            argv.push(s.to_string());
+        }
+        argv.push(to.to_string());
+        let out = self
+            .lab
+            .exec(from, &argv)
+            .map_err(|e| Stop::Error(e.to_string()))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let received = text
+            .lines()
+            .find(|l| l.contains("received"))
+            .and_then(|l| l.split(',').nth(1))
+            .and_then(|p| p.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        Ok((count, received))
+    }
+
+    /// Whether a datagram carrying IPv6 from `from_addr` to `to_addr` reached `to`'s uplink
+    /// from anywhere but the router: the direct path is in use.
+    fn saw_direct(&self, to: &str, from_addr: Ipv6Addr, to_addr: Ipv6Addr) -> bool {
+        let Some(path) = self.lab.capture_path() else {
+            return false;
+        };
+        let Ok(mut reader) = crate::capture::Reader::open(path) else {
+            return false;
+        };
+        let prefix = format!("{to}/");
+        while let Ok(Some(p)) = reader.next_packet() {
+            let on_uplink = p
+                .interface_name
+                .as_deref()
+                .is_some_and(|n| n.starts_with(&prefix) && !n.ends_with("/6bed4"));
+            if !on_uplink || p.direction != Some(crate::capture::Direction::Inbound) {
+                continue;
+            }
+            let d = &p.data;
+            if d.len() < 28 + 40 || d[0] >> 4 != 4 || d[9] != 17 {
+                continue;
+            }
+            let ihl = usize::from(d[0] & 0x0f) * 4;
+            let outer_src = Ipv4Addr::new(d[12], d[13], d[14], d[15]);
+            let Some(inner) = d.get(ihl + 8..) else { continue };
+            if inner.len() < 40 || inner[0] >> 4 != 6 {
+                continue;
+            }
+            let src = Ipv6Addr::from(<[u8; 16]>::try_from(&inner[8..24]).unwrap_or([0; 16]));
+            let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&inner[24..40]).unwrap_or([0; 16]));
+            if src == from_addr && dst == to_addr && outer_src != self.router_ip && inner[6] != 58 {
+                return true;
+            }
+            if src == from_addr
+                && dst == to_addr
+                && outer_src != self.router_ip
+                && inner.get(40).is_some_and(|t| *t == 128 || *t == 129)
+            {
+                return true;
+            }
+        }
+        false
+    }
+
+    fn run_step(&mut self, step: &scenario::Step) -> Result<(), Stop> {
+        let sc = self.cell.scenario.clone();
+        match &step.action {
+            Action::Start(nodes) => {
+                for n in nodes {
+                    self.start(step.index, n)?;
+                }
+            }
+            Action::Stop(nodes) => {
+                for n in nodes {
+                    self.stop_node(n);
+                }
+            }
+            Action::Restart(nodes) => {
+                for n in nodes {
+                    self.stop_node(n);
+                    self.start(step.index, n)?;
+                }
+            }
+            Action::WaitAddress { nodes, timeout } | Action::WaitAddressChange { nodes, timeout } => {
+                let change = matches!(step.action, Action::WaitAddressChange { .. });
+                for n in nodes {
+                    let ifname = self.ifname_of(n);
+                    let before = self.addresses.get(n).copied();
+                    let mut got = None;
+                    let ok = Lab::wait_for(*timeout, || {
+                        got = global_addresses(&self.lab, n, &ifname)
+                            .into_iter()
+                            .find(|a| !change || Some(*a) != before);
+                        got.is_some()
+                    });
+                    let what = if change { "a new address" } else { "an address" };
+                    if !ok {
+                        self.checks.push(step_check(
+                            step.index,
+                            format!("{n} has {what}"),
+                            Verdict::Fail,
+                            format!("{n} had no {what} on {ifname} within {timeout:?} (before: {before:?})"),
+                            &sc,
+                        ));
+                        return Err(Stop::Fail);
+                    }
+                    if let Some(a) = got {
+                        self.addresses.insert(n.clone(), a);
+                        self.checks.push(step_check(
+                            step.index,
+                            format!("{n} has {what}"),
+                            Verdict::Pass,
+                            format!("{n} has {a}"),
+                            &sc,
+                        ));
+                    }
+                }
+            }
+            Action::WaitPath { from, to, timeout } => {
+                let expected = self.expected_path(from, to);
+                if expected == "direct" {
+                    return self.run_step(&scenario::Step {
+                        at: At::Next,
+                        action: Action::WaitDirect {
+                            from: from.clone(),
+                            to: to.clone(),
+                            timeout: *timeout,
+                        },
+                        index: step.index,
+                    });
+                }
+                let (Some(a), Some(b)) = (self.target(from), self.target(to)) else {
+                    self.checks.push(step_check(
+                        step.index,
+                        format!("path {from}→{to}"),
+                        Verdict::Fail,
+                        "a node has no address".into(),
+                        &sc,
+                    ));
+                    return Err(Stop::Fail);
+                };
+                // Give a bypass every chance to (wrongly) come up, then look.
+                let deadline = Instant::now() + *timeout;
+                let mut got = 0;
+                while Instant::now() < deadline {
+                    got += self.ping(from, b, 1, Duration::from_millis(10), None)?.1;
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                let direct = self.saw_direct(to, a, b);
+                let (verdict, msg) = match (direct, got > 0) {
+                    (false, true) => (
+                        Verdict::Pass,
+                        format!("{from}→{to} stays via the router, as spec §7 expects here; {got} replies"),
+                    ),
+                    (true, _) => (
+                        Verdict::Fail,
+                        format!("{from}→{to} went direct where spec §7 expects via-router"),
+                    ),
+                    (false, false) => (
+                        Verdict::Fail,
+                        format!("no reply at all {from}→{to}: data must flow both ways in every cell"),
+                    ),
+                };
+                self.checks.push(CheckResult {
+                    id: "ND-05".into(),
+                    title: format!("path {from}→{to} as spec §7 expects ({expected})"),
+                    source: "6bed4 spec §7".into(),
+                    verdict,
+                    message: msg,
+                    evidence: Vec::new(),
+                });
+            }
+            Action::WaitDirect { from, to, timeout } => {
+                let (Some(a), Some(b)) = (self.target(from), self.target(to)) else {
+                    self.checks.push(step_check(
+                        step.index,
+                        format!("direct {from}→{to}"),
+                        Verdict::Fail,
+                        "a node has no address".into(),
+                        &sc,
+                    ));
+                    return Err(Stop::Fail);
+                };
+                let deadline = Instant::now() + *timeout;
+                let mut direct = false;
+                while Instant::now() < deadline {
+                    self.ping(from, b, 1, Duration::from_millis(10), None)?;
+                    if self.saw_direct(to, a, b) {
+                        direct = true;
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                let verdict = if direct { Verdict::Pass } else { Verdict::Fail };
+                let msg = if direct {
+                    format!("{from}→{to} traffic arrives directly")
+                } else {
+                    format!("no direct {from}→{to} traffic within {timeout:?}")
+                };
+                self.checks.push(step_check(
+                    step.index,
+                    format!("direct {from}→{to}"),
+                    verdict,
+                    msg,
+                    &sc,
+                ));
+            }
+            Action::Ping {
+                from,
+                to,
+                count,
+                interval,
+                size,
+                expect,
+            } => {
+                let Some(addr) = self.target(to) else {
+                    self.checks.push(step_check(
+                        step.index,
+                        format!("ping {from}→{to}"),
+                        Verdict::Fail,
+                        format!("{to} has no address"),
+                        &sc,
+                    ));
+                    return Ok(());
+                };
+                let (sent, got) = self.ping(from, addr, *count, *interval, *size)?;
+                let ok = match expect {
+                    PingExpect::Success => got == sent,
+                    PingExpect::Some => got > 0,
+                    PingExpect::Failure => got == 0,
+                    PingExpect::Any => true,
+                };
+                let verdict = match (ok, expect) {
+                    (_, PingExpect::Any) => Verdict::Info,
+                    (true, _) => Verdict::Pass,
+                    (false, _) => Verdict::Fail,
+                };
+                self.checks.push(step_check(
+                    step.index,
+                    format!("ping {from}→{to}"),
+                    verdict,
+                    format!("{got}/{sent} replies from {addr} (expected: {expect:?})"),
+                    &sc,
+                ));
+            }
+            Action::Sleep(d) => std::thread::sleep(*d),
+            Action::Nat {
+                node,
+                action,
+                addresses,
+                udp_timeout,
+            } => {
+                let ctl = match action {
+                    NatAction::Flush => NodeControl::Flush,
+                    NatAction::Rebind => NodeControl::Rebind(addresses.clone()),
+                    NatAction::Down => NodeControl::SetUp(false),
+                    NatAction::Up => NodeControl::SetUp(true),
+                    NatAction::Timeout => {
+                        NodeControl::SetUdpTimeout(udp_timeout.unwrap_or(Duration::from_secs(30)))
+                    }
+                };
+                self.lab
+                    .nat_control(node, ctl)
+                    .map_err(|e| Stop::Error(e.to_string()))?;
+            }
+            Action::Link {
+                link,
+                direction,
+                state,
+                impairment,
+            } => {
+                let dirs: Vec<Direction> = match direction.as_str() {
+                    "egress" => vec![Direction::Out],
+                    "ingress" => vec![Direction::In],
+                    _ => vec![Direction::Out, Direction::In],
+                };
+                let (node, iface) = link.split_once('/').unwrap_or((link.as_str(), ""));
+                let original = self
+                    .lab
+                    .topology()
+                    .interface(node, iface)
+                    .map(|i| (i.interface.egress.clone(), i.interface.ingress.clone()));
+                for d in dirs {
+                    let imp = match (state, impairment) {
+                        (Some(LinkState::Down), _) => crate::topology::Impairment {
+                            loss: 1.0,
+                            ..Default::default()
+                        },
+                        (_, Some(i)) => i.clone(),
+                        (Some(LinkState::Up), None) | (None, None) => match (&original, d) {
+                            (Some((e, _)), Direction::Out) => e.clone(),
+                            (Some((_, i)), Direction::In) => i.clone(),
+                            _ => Default::default(),
+                        },
+                    };
+                    self.lab
+                        .set_impairment(link, d, &imp)
+                        .map_err(|e| Stop::Error(e.to_string()))?;
+                }
+            }
+            Action::Inject { from, to, corpus } => {
+                let target = self
+                    .inject_target(to)
+                    .ok_or_else(|| Stop::Error(format!("cannot tell where {to} listens")))?;
+                let argv = vec![
+                    self.ctx.bedlab.display().to_string(),
+                    "inject".into(),
+                    "--to".into(),
+                    target.to_string(),
+                    "--corpus".into(),
+                    corpus.clone(),
+                ];
+                let out = self
+                    .lab
+                    .exec(from, &argv)
+                    .map_err(|e| Stop::Error(e.to_string()))?;
+                if !out.status.success() {
+                    return Err(Stop::Error(format!(
+                        "inject failed: {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    )));
+                }
+                self.checks.push(step_check(
+                    step.index,
+                    format!("inject {corpus} into {to}"),
+                    Verdict::Info,
+                    String::from_utf8_lossy(&out.stdout).trim().to_string(),
+                    &sc,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// KA-05 (the mapping held) or RA-09 (the peer moved after a rebinding), as the
+    /// scenario expects, comparing each peer's first and final addresses.
+    fn mapping_checks(&mut self) -> Vec<CheckResult> {
+        let mut out = Vec::new();
+        let peers: Vec<(String, Ipv6Addr)> = self
+            .first_addresses
+            .iter()
+            .filter(|(n, _)| self.roles.get(*n).is_some_and(|(_, k)| *k == RoleKind::Peer))
+            .map(|(n, a)| (n.clone(), *a))
+            .collect();
+        for (node, first) in peers {
+            let now = global_addresses(&self.lab, &node, &self.ifname_of(&node))
+                .first()
+                .copied();
+            if self.cell.scenario.expect.stable_mapping == Some(true) {
+                let (verdict, message) = match now {
+                    Some(a) if a == first => (Verdict::Pass, format!("{node} kept {a} for the whole cell")),
+                    Some(a) => (
+                        Verdict::Fail,
+                        format!(
+                            "{node} moved from {first} to {a}: its NAT mapping changed despite keepalives"
+                        ),
+                    ),
+                    None => (Verdict::Fail, format!("{node} lost its address {first}")),
+                };
+                out.push(CheckResult {
+                    id: "KA-05".into(),
+                    title: format!("{node}'s external mapping never changes"),
+                    source: "purpose of keepalives".into(),
+                    verdict,
+                    message,
+                    evidence: Vec::new(),
+                });
+            }
+            if self.cell.scenario.expect.address_change == Some(true) {
+                let (verdict, message) = match now {
+                    Some(a) if a != first => (
+                        Verdict::Pass,
+                        format!("{node} moved from {first} to {a} after the rebinding"),
+                    ),
+                    Some(a) => (
+                        Verdict::Fail,
+                        format!("{node} still uses {a} after its mapping changed"),
+                    ),
+                    None => (
+                        Verdict::Fail,
+                        format!("{node} has no address after the rebinding"),
+                    ),
+                };
+                out.push(CheckResult {
+                    id: "RA-09".into(),
+                    title: format!("{node} recovers from a NAT rebinding"),
+                    source: "6bed4".into(),
+                    verdict,
+                    message,
+                    evidence: Vec::new(),
+                });
+            }
+        }
+        out
+    }
+
+    /// The path spec §7 expects between two peers, from the cell's NAT axes (or the
+    /// scenario's explicit expectation).
+    fn expected_path(&self, from: &str, to: &str) -> String {
+        let sc = &self.cell.scenario;
+        if let Some((_, v)) = sc
+            .expect
+            .path
+            .iter()
+            .find(|((a, b), _)| a == from && b == to || a == to && b == from)
+        {
+            if v != "table" {
+                return v.clone();
+            }
+        }
+        let t = self.lab.topology();
+        let nat_of = |node: &str| -> Option<String> {
+            let iface = t.node(node)?.interfaces().first()?.clone();
+            let gw = t.gateway_of(node, &iface.name)?;
+            let owner = t.owner_of(gw)?;
+            let r = t.routers.iter().find(|r| r.name == owner.node.name())?;
+            r.nat.as_ref()?;
+            Some(r.name.clone())
+        };
+        let (na, nb) = (nat_of(from), nat_of(to));
+        let value = |n: &Option<String>| -> Option<String> {
+            let n = n.as_ref()?;
+            Some(self.cell.params.get(n).cloned().unwrap_or_else(|| {
+                t.routers
+                    .iter()
+                    .find(|r| &r.name == n)
+                    .and_then(|r| r.nat.as_ref())
+                    .map(|x| x.kind.as_str().to_string())
+                    .unwrap_or_default()
+            }))
+        };
+        let same = na.is_some() && na == nb;
+        scenario::expected_path(value(&na).as_deref(), value(&nb).as_deref(), same).to_string()
+    }
+
+    /// Where to send injected datagrams: the router's socket, or a peer's external mapping
+    /// as its address says.
+    fn inject_target(&self, to: &str) -> Option<std::net::SocketAddrV4> {
+        let kind = self.roles.get(to).map(|(_, k)| *k);
+        if kind == Some(RoleKind::Router)
+            || self
+                .lab
+                .topology()
+                .node(to)
+                .is_some_and(|n| n.role() == "6bed4-router")
+        {
+            return Some(std::net::SocketAddrV4::new(self.router_ip, self.router_port));
+        }
+        let addr = self.target(to)?;
+        let profile: sixbed4::profile::Profile = self.profile.parse().ok()?;
+        sixbed4::addr::decode(profile, &addr).ok().map(|d| d.endpoint)
+    }
+}
+
+/// Runs one cell.
+pub fn run_cell(index: usize, cell: &Cell, suite: &Suite, ctx: &RunContext) -> CellResult {
+    let started = Instant::now();
+    let slug = cell_slug(index, cell);
+    let mut result = CellResult {
+        cell: cell.id(),
+        outcome: Outcome::Error,
+        duration_ms: 0,
+        checks: Vec::new(),
+        error: None,
+        artifacts: Artifacts::default(),
+        sequence: Vec::new(),
+    };
+    let finish = |mut r: CellResult| {
+        r.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        r
+    };
+
+    // Applicability: implementations, profile, requirements.
+    let profile = cell
+        .params
+        .get("profile")
+        .cloned()
+        .unwrap_or_else(|| "current".into());
+    let peer_impl = cell
+        .params
+        .get("peer")
+        .cloned()
+        .unwrap_or_else(|| "sixbed4".into());
+    let router_impl = cell
+        .params
+        .get("router")
+        .cloned()
+        .unwrap_or_else(|| "sixbed4".into());
+    for name in [&peer_impl, &router_impl] {
+        match suite.adapter(name) {
+            None => {
+                result.error = Some(format!("no adapter named {name:?}"));
+                return finish(result);
+            }
+            Some(a) if !a.supports_profile(&profile) => {
+                result.outcome = Outcome::NotApplicable;
+                result.error = Some(format!("{name} does not speak the {profile} profile"));
+                return finish(result);
+            }
+            Some(_) => {}
+        }
+    }
+    let base = match Topology::from_file(&cell.scenario.topology) {
+        Ok(t) => t,
+        Err(e) => {
+            result.error = Some(e.to_string());
+            return finish(result);
+        }
+    };
+    let topology = match topology_for(cell, &base) {
+        Ok(t) => t,
+        Err(e) => {
+            result.error = Some(format!("cannot apply the cell to the topology: {e}"));
+            return finish(result);
+        }
+    };
+    let Some(router_ip) = topology
+        .nodes_with_role("6bed4-router")
+        .next()
+        .and_then(|n| n.interfaces().first().map(|i| i.address))
+    else {
+        result.error = Some("the topology has no host with role 6bed4-router".into());
+        return finish(result);
+    };
+    if let Some(router) = suite.adapter(&router_impl).or(suite.adapter(&peer_impl)) {
+        if let Some(required) = router.requires.router_address {
+            if required != router_ip {
+                result.outcome = Outcome::NotApplicable;
+                result.error = Some(format!(
+                    "{} needs its router at {required}; this topology has it at {router_ip}",
+                    router.name
+                ));
+                return finish(result);
+            }
+        }
+    }
+    let router_port = suite
+        .adapter(&router_impl)
+        .and_then(|a| a.requires.router_port)
+        .unwrap_or_else(|| {
+            profile
+                .parse::<sixbed4::profile::Profile>()
+                .map(|p| p.router_port())
+                .unwrap_or(25790)
+        });
+
+    let options = LabOptions {
+        out_dir: ctx.run_dir.join("cells"),
+        state_root: ctx.state_root.clone(),
+        capture: true,
+        run_id: Some(slug.clone()),
+    };
+    let lab = match Lab::build(topology, options) {
+        Ok(l) => l,
+        Err(e) => {
+            result.error = Some(format!("the lab would not build: {e}"));
+            return finish(result);
+        }
+    };
+    let rel = |p: &Path| p.strip_prefix(&ctx.run_dir).unwrap_or(p).display().to_string();
+    result.artifacts.capture = lab.capture_path().map(rel);
+    let logs_dir = lab.artifacts().join("logs");
+    let cell_dir = lab.artifacts().to_path_buf();
+
+    let mut run = CellRun {
+        cell,
+        suite,
+        ctx,
+        lab,
+        profile,
+        router_ip,
+        router_port,
+        checks: Vec::new(),
+        roles: BTreeMap::new(),
+        addresses: BTreeMap::new(),
+        first_addresses: BTreeMap::new(),
+        started,
+    };
+    let mut stopped = None;
+    let mut last_end = Instant::now();
+    for step in &cell.scenario.steps {
+        match step.at {
+            At::Next => {}
+            At::After(d) => std::thread::sleep((last_end + d).saturating_duration_since(Instant::now())),
+            At::Since(d) => std::thread::sleep((run.started + d).saturating_duration_since(Instant::now())),
+        }
+        if let Err(s) = run.run_step(step) {
+            stopped = Some(s);
+            break;
+        }
+        last_end = Instant::now();
+    }
+    // Processes still running at the end that crashed meanwhile are failures.
+    let crashed: Vec<String> = run
+        .roles
+        .keys()
+        .cloned()
+        .collect::<Vec<_>>()
+        .into_iter()
+        .filter_map(|n| run.exited(&n).map(|s| format!("{n} exited early ({s})")))
+        .collect();
+    let mut checks = std::mem::take(&mut run.checks);
+    if !crashed.is_empty() && stopped.is_none() {
+        checks.push(CheckResult {
+            id: "EN-06".into(),
+            title: "implementation survives the scenario".into(),
+            source: "robustness".into(),
+            verdict: Verdict::Fail,
+            message: crashed.join("; "),
+            evidence: Vec::new(),
+        });
+    }
+    if stopped.is_none() {
+        checks.extend(run.mapping_checks());
+    }
+    let error = match &stopped {
+        Some(Stop::Error(e)) => Some(e.clone()),
+        _ => None,
+    };
+    drop(run.lab.teardown());
+    for entry in std::fs::read_dir(&logs_dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().to_string();
+        result.artifacts.logs.insert(name, rel(&path));
+    }
+    for entry in std::fs::read_dir(&cell_dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.starts_with("nat-") {
+            result.artifacts.other.push(rel(&entry.path()));
+        }
+    }
+    if let Some(capture) = result.artifacts.capture.clone() {
+        checks.extend(super::evaluate::passive_checks(
+            cell,
+            &ctx.run_dir.join(&capture),
+            &capture,
+            ctx.strict,
+            &mut result.sequence,
+        ));
+    }
+    result.checks = checks;
+    result.error = error;
+    result.outcome = outcome(cell, suite, &peer_impl, &result);
+    finish(result)
+}
+
+/// The cell's outcome from its checks, the scenario's decisive checks and the
+/// implementation's claimed features.
+fn outcome(cell: &Cell, suite: &Suite, peer_impl: &str, r: &CellResult) -> Outcome {
+    if r.error.is_some() {
+        return Outcome::Error;
+    }
+    let decisive = |id: &str| {
+        id.starts_with("STEP-")
+            || cell.scenario.expect.checks.is_empty()
+            || cell
+                .scenario
+                .expect
+                .checks
+                .iter()
+                .any(|c| id.starts_with(c.as_str()))
+    };
+    let failed = r
+        .checks
+        .iter()
+        .any(|c| c.verdict == Verdict::Fail && decisive(&c.id));
+    let claimed = cell
+        .scenario
+        .feature
+        .as_deref()
+        .is_none_or(|f| suite.adapter(peer_impl).is_some_and(|a| a.features.claims(f)));
+    match (failed, claimed) {
+        (true, true) => Outcome::Fail,
+        (false, true) => Outcome::Pass,
+        (true, false) => Outcome::Xfail,
+        (false, false) => Outcome::Xpass,
+    }
+}
+
+/// Evidence pointing at a capture.
+pub fn evidence(capture: &str, frames: Vec<u64>, note: impl Into<String>) -> Evidence {
+    Evidence {
+        capture: capture.to_string(),
+        frames,
+        note: note.into(),
+    }
+}
