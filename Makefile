@@ -20,7 +20,7 @@ FUZZ_DIR := harness/sixbed4/fuzz
 # Seconds each fuzz target runs under `make fuzz`.
 FUZZ_SECONDS ?= 60
 
-.PHONY: help deps build test run bench fuzz golden-review reap
+.PHONY: help deps build test run demo bench fuzz golden-review reap
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -47,8 +47,14 @@ test: deps ## fmt, clippy, then every test (namespace tests need root)
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) test --workspace
 
-# The lab's default conformance suite will replace the demo here.
-run: deps build ## the demo: router and two NATed peers in namespaces (root)
+# The default conformance suite: every scenario in scenarios/ against every adapter in
+# harness/impls/, two cells at a time. Results (report.html, summary.md, junit.xml,
+# report.json, per-cell captures and logs) go to out/<run-id>/.
+JOBS ?= 2
+run: deps build ## the default conformance suite (root); results in out/<run-id>/
+	target/release/bedlab run --jobs $(JOBS)
+
+demo: deps build ## the sixbed4 demo: router and two NATed peers in namespaces (root)
 	scripts/demo.sh $(SIXBED4)
 
 bench: deps build ## criterion benches, then tunnel throughput in namespaces (root)
