@@ -163,7 +163,10 @@ fn fabric_spec(t: &Topology) -> Result<FabricSpec, LabError> {
                 name: i.name.clone(),
                 segment,
                 address: i.address,
-                gateway: t.gateway_of(node.name(), &i.name),
+                gateway: match node {
+                    Node::Router(r) if node.is_namespace() => linux_router_gateway(t, r, i),
+                    _ => t.gateway_of(node.name(), &i.name),
+                },
                 mtu: i.mtu,
                 egress: impairment(&i.egress),
                 ingress: impairment(&i.ingress),
@@ -188,6 +191,31 @@ fn fabric_spec(t: &Topology) -> Result<FabricSpec, LabError> {
         segments,
         nodes,
     })
+}
+
+/// Where the fabric sends what a Linux NAT's interface `i` emits for a destination off its
+/// segment. A TUN hands the fabric a packet without its next hop, so the namespace's routes
+/// cannot be followed exactly: the most general route whose next hop is on `i`'s segment
+/// (the default route, typically) gives the interface's gateway. Several next hops on one
+/// interface cannot be told apart; the lab warns about it.
+fn linux_router_gateway(
+    t: &Topology,
+    r: &topology::Router,
+    i: &topology::Interface,
+) -> Option<std::net::Ipv4Addr> {
+    let subnet = t.segment(&i.segment)?.subnet;
+    let mut on_link: Vec<&topology::Route> = r.routes.iter().filter(|rt| subnet.contains(rt.via)).collect();
+    on_link.sort_by_key(|rt| rt.prefix.prefix_len());
+    let gateway = on_link.first().map(|rt| rt.via);
+    if on_link.iter().any(|rt| Some(rt.via) != gateway) {
+        tracing::warn!(
+            "{}/{}: routes via several next hops; the fabric sends everything off-link to {:?}",
+            r.name,
+            i.name,
+            gateway
+        );
+    }
+    gateway
 }
 
 /// The topology's impairment in the fabric's terms.

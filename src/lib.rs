@@ -6,14 +6,17 @@
 //!   segments, routers and NATs, as a sans-IO core plus an epoll shell over TUN devices.
 //! - [`capture`]: pcapng writing (every link end, and the interfaces inside each host) and
 //!   reading.
+//! - [`probe`]: `bedlab nat-probe`, which classifies what a NAT really does (RFC 5780 style).
 
 pub mod capture;
 pub mod conformance;
 pub mod fabric;
+pub mod field;
 pub mod lab;
 pub mod nat;
 pub mod netns;
 pub mod preflight;
+pub mod probe;
 pub mod process;
 pub mod runs;
 pub mod topology;

@@ -55,6 +55,14 @@ enum Cmd {
     Ps(JsonArg),
     /// Parse and validate topology files; errors name file:line:col.
     Validate(ValidateArgs),
+    /// Classify a NAT of a topology by probing it (RFC 5780 style): mapping, filtering,
+    /// port allocation, hairpinning and mapping lifetime, measured, beside what the topology
+    /// configures. Builds its own lab (the topology plus two probe clients inside the NAT
+    /// and two probe servers outside). Exit 0 when the probe ran, 1 when it could not.
+    NatProbe(NatProbeArgs),
+    /// The probe's agents (run by nat-probe inside the lab's namespaces).
+    #[command(hide = true)]
+    ProbeAgent(bedlab::probe::agent::AgentArgs),
     /// Run conformance scenarios over a matrix of NATs and implementations.
     ///
     /// Writes out/<run-id>/: report.json, junit.xml, summary.md, report.html, and per cell
@@ -62,6 +70,9 @@ enum Cmd {
     Run(RunArgs),
     /// List scenarios and the cells they expand to.
     List(ListArgs),
+    /// Work with run reports.
+    #[command(subcommand)]
+    Report(ReportCmd),
     /// Send the negative corpus (malformed, truncated, oversized, garbage 6bed4 datagrams)
     /// to an endpoint. Used inside lab nodes by `inject` steps.
     #[command(hide = true)]
@@ -103,6 +114,22 @@ struct RunArgs {
     /// Print the report as JSON on stdout at the end.
     #[arg(long)]
     json: bool,
+    /// Use this run id (shards of one run share it, so merging can check they belong together).
+    #[arg(long)]
+    run_id: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum ReportCmd {
+    /// Join the report.json files of a run's shards into one report (all formats).
+    Merge {
+        /// The shards' report.json files.
+        #[arg(required = true)]
+        reports: Vec<PathBuf>,
+        /// Directory for the merged report: <out>/<run-id>/.
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -195,6 +222,33 @@ struct JsonArg {
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Args, Debug)]
+struct NatProbeArgs {
+    /// Topology file (see topologies/).
+    topology: PathBuf,
+    /// The NAT node to probe.
+    nat: String,
+    /// Machine-readable output: one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// Longest idle time the lifetime test tries ("0" skips the test); longer lifetimes are
+    /// reported as "> this".
+    #[arg(long, default_value = "40s", value_parser = bedlab::probe::parse_duration_arg)]
+    lifetime_max: Duration,
+    /// The lifetime test narrows its bracket down to this width.
+    #[arg(long, default_value = "100ms", value_parser = bedlab::probe::parse_duration_arg)]
+    resolution: Duration,
+    /// How long to wait for an answer the NAT may filter.
+    #[arg(long, default_value = "500ms", value_parser = bedlab::probe::parse_duration_arg)]
+    wait: Duration,
+    /// Directory for run artifacts (capture, logs): <out>/<run-id>/.
+    #[arg(long, default_value = "out")]
+    out: PathBuf,
+    /// Do not capture packets.
+    #[arg(long)]
+    no_capture: bool,
 }
 
 #[derive(Args, Debug)]
@@ -485,6 +539,34 @@ fn validate(args: ValidateArgs) -> Result<()> {
     }
 }
 
+fn nat_probe(args: NatProbeArgs, state_root: &Path) -> Result<ExitCode> {
+    let topology = Topology::from_file(&args.topology)?;
+    let agent = std::env::current_exe().context("locating the bedlab binary for the probe agents")?;
+    let lab = LabOptions {
+        out_dir: args.out,
+        state_root: state_root.to_path_buf(),
+        capture: !args.no_capture,
+        run_id: None,
+    };
+    let mut options = bedlab::probe::ProbeOptions::new(agent, lab);
+    options.lifetime_max = args.lifetime_max;
+    options.resolution = args.resolution;
+    options.wait = args.wait;
+    let report = bedlab::probe::probe(&topology, &args.nat, &options)
+        .with_context(|| format!("probing {} in {}", args.nat, args.topology.display()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{report}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn probe_agent(args: bedlab::probe::agent::AgentArgs) -> Result<ExitCode> {
+    bedlab::probe::agent::run(args).map_err(anyhow::Error::msg)?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     // Die quietly when the reader goes away (`bedlab list | head`), like other tools.
     // SAFETY: restoring the default disposition of SIGPIPE before any thread exists.
@@ -508,8 +590,11 @@ fn main() -> ExitCode {
         Cmd::Gc(a) => gc(a, &state_root).map(|()| ExitCode::SUCCESS),
         Cmd::Ps(a) => ps(a, &state_root).map(|()| ExitCode::SUCCESS),
         Cmd::Validate(a) => validate(a).map(|()| ExitCode::SUCCESS),
+        Cmd::NatProbe(a) => nat_probe(a, &state_root),
+        Cmd::ProbeAgent(a) => probe_agent(a),
         Cmd::Run(a) => run_suite(a, &state_root),
         Cmd::List(a) => list(a).map(|()| ExitCode::SUCCESS),
+        Cmd::Report(ReportCmd::Merge { reports, out }) => merge_reports(&reports, &out),
         Cmd::Inject(a) => inject(a).map(|()| ExitCode::SUCCESS),
     };
     match result {
@@ -614,7 +699,7 @@ fn run_suite(a: RunArgs, state_root: &Path) -> Result<ExitCode> {
         ))
         .into());
     }
-    let run_id = runs::new_run_id();
+    let run_id = a.run_id.clone().unwrap_or_else(runs::new_run_id);
     let run_dir = a.out.join(&run_id);
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
     let ctx = runner::RunContext {
@@ -634,11 +719,39 @@ fn run_suite(a: RunArgs, state_root: &Path) -> Result<ExitCode> {
         ..report
     };
     bedlab::conformance::progress::write_reports(&report, &run_dir).context("writing reports")?;
+    for line in bedlab::conformance::report::terminal_summary(&report)
+        .iter()
+        .rev()
+        .take(1)
+    {
+        eprintln!("{line}");
+    }
     if a.json {
         println!("{}", serde_json::to_string(&report)?);
     }
     eprintln!("results: {}", run_dir.display());
     Ok(if report.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn merge_reports(paths: &[PathBuf], out: &Path) -> Result<ExitCode> {
+    use bedlab::conformance::report;
+    let mut shards = Vec::new();
+    for p in paths {
+        shards.push(report::load_report(p).map_err(|e| InputError(e.to_string()))?);
+    }
+    let merged = report::merge(shards).map_err(|e| InputError(e.to_string()))?;
+    let dir = out.join(&merged.run_id);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    report::write_all(&merged, &dir).context("writing the merged report")?;
+    for line in report::terminal_summary(&merged) {
+        eprintln!("{line}");
+    }
+    eprintln!("merged report: {}", dir.display());
+    Ok(if merged.success() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

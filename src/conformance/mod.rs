@@ -4,7 +4,9 @@
 //!   (serialised as `report.json`; shards merge by concatenating cells).
 
 pub mod adapter;
+pub mod checks;
 pub mod corpus;
+pub mod decode;
 pub mod evaluate;
 pub mod model;
 pub mod progress;
@@ -12,3 +14,4 @@ pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod toml_util;
+pub mod trace;

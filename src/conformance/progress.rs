@@ -85,8 +85,9 @@ pub fn run_all(
     report
 }
 
-/// Writes `report.json` (and, once available, the other formats) into `dir`.
+/// Writes every report format into `dir`.
 pub fn write_reports(report: &RunReport, dir: &Path) -> std::io::Result<()> {
-    let json = serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?;
-    std::fs::write(dir.join("report.json"), json)
+    super::report::write_all(report, dir)
+        .map(|_| ())
+        .map_err(std::io::Error::other)
 }

@@ -63,6 +63,7 @@ pub struct Namer {
     /// External endpoint → the peer lane that owns it (learned from multi-point sightings).
     owners: BTreeMap<Endpoint, String>,
     auto: usize,
+    peers: usize,
 }
 
 impl Namer {
@@ -74,6 +75,7 @@ impl Namer {
             ports: BTreeMap::new(),
             owners: BTreeMap::new(),
             auto: 0,
+            peers: 0,
         };
         let router_name = roles.router.clone().unwrap_or_else(|| "router".to_string());
         for r in &cap.routers {
@@ -88,6 +90,23 @@ impl Namer {
                 };
                 if let Some(ip) = ip {
                     n.lanes.entry(ip).or_insert_with(|| node.to_string());
+                }
+            }
+        }
+        // Peers: whoever sends tunnel traffic that is not the router's, in order of appearance.
+        for r in cap
+            .records
+            .iter()
+            .filter(|r| r.is_tunnel() && r.is_first() && !r.from_router)
+        {
+            if matches!(r.kind, Kind::IcmpError { .. }) {
+                continue;
+            }
+            if let Some(o) = &r.outer {
+                if !n.lanes.contains_key(o.src.ip()) {
+                    n.peers += 1;
+                    let name = format!("peer-{}", n.peers);
+                    n.lanes.insert(*o.src.ip(), name);
                 }
             }
         }
@@ -130,7 +149,8 @@ impl Namer {
                 ports.len() - 1
             }
         };
-        let sym = if lane == "router" || Some(ep.port()) == crate::conformance::decode::Profile::from_port(ep.port()).map(|p| p.port()) {
+        // Profile ports are constants worth showing; other ports become symbols.
+        let sym = if crate::conformance::decode::Profile::from_port(ep.port()).is_some() {
             format!("{lane}:{}", ep.port())
         } else {
             format!("{lane}:P{}", i + 1)
@@ -175,7 +195,11 @@ pub fn trace_with(cap: &DecodedCapture, roles: &Roles, opts: TraceOptions) -> Ve
     let t0 = cap.records.first().map_or(0, |r| r.ts_ns);
     // Receiver lane per packet: the node of its last sighting, when that is an arrival.
     let mut receiver: BTreeMap<usize, String> = BTreeMap::new();
-    for r in cap.records.iter().filter(|r| r.is_tunnel() && r.is_last() && r.sightings > 1) {
+    for r in cap
+        .records
+        .iter()
+        .filter(|r| r.is_tunnel() && r.is_last() && r.sightings > 1)
+    {
         if let (Some(node), Some(Direction::Inbound)) = (r.node(), r.direction) {
             receiver.insert(r.packet, node.to_string());
         }
@@ -267,8 +291,11 @@ fn collapse(m: &mut SeqMessage, times: &[u64], bucket_ms: u64) {
         return;
     }
     let bucket = bucket_ms.max(1);
-    let round = |ns: u64| (ns / 1_000_000 + bucket / 2) / bucket * bucket;
-    let gaps: Vec<u64> = times.windows(2).map(|w| round(w[1].saturating_sub(w[0]))).collect();
+    let round = |ns: u64| (ns / 1_000_000).saturating_add(bucket / 2) / bucket * bucket;
+    let gaps: Vec<u64> = times
+        .windows(2)
+        .map(|w| round(w[1].saturating_sub(w[0])))
+        .collect();
     let lo = gaps.iter().copied().min().unwrap_or(0);
     let hi = gaps.iter().copied().max().unwrap_or(0);
     let secs = |ms: u64| format!("{}.{}", ms / 1000, (ms % 1000) / 100);
@@ -346,7 +373,7 @@ pub fn render_trace(msgs: &[SeqMessage], time_bucket_ms: Option<u64>) -> String 
     for m in msgs {
         if let Some(b) = time_bucket_ms {
             let b = b.max(1);
-            let t = (m.t_ms + b / 2) / b * b;
+            let t = m.t_ms.saturating_add(b / 2) / b * b;
             let _ = write!(out, "[+{}.{}s] ", t / 1000, (t % 1000) / 100);
         }
         let _ = write!(out, "{} -> {}: {}", m.from, m.to, m.label);

@@ -11,8 +11,8 @@
 
 use super::wire::{Answer, Msg, Reply, MAX_DATAGRAM};
 use super::{
-    lifetime_bracket, BasicObservation, FilterSample, HairpinObservation, LifetimeObservation,
-    LifetimeTrial, MappingSample, PortSample,
+    lifetime_bracket, BasicObservation, FilterSample, HairpinObservation, LifetimeObservation, LifetimeTrial,
+    MappingSample, PortSample,
 };
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -292,9 +292,9 @@ fn server(binds: [SocketAddrV4; 2], sibling: Option<SocketAddrV4>) -> io::Result
                 let _ = socks[d.sock].send_to(&d.bytes, d.to);
             }
         }
-        let timeout = due
-            .peek()
-            .map_or(Duration::from_secs(3600), |Reverse(d)| d.at.saturating_duration_since(now));
+        let timeout = due.peek().map_or(Duration::from_secs(3600), |Reverse(d)| {
+            d.at.saturating_duration_since(now)
+        });
         wait_readable(&[&socks[0], &socks[1]], timeout)?;
         for (k, sock) in socks.iter().enumerate() {
             loop {
@@ -304,7 +304,9 @@ fn server(binds: [SocketAddrV4; 2], sibling: Option<SocketAddrV4>) -> io::Result
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(_) => continue,
                 };
-                let Some(msg) = Msg::decode(&buf[..n]) else { continue };
+                let Some(msg) = Msg::decode(&buf[..n]) else {
+                    continue;
+                };
                 let now = Instant::now();
                 let mut schedule = |delay_ms: u64, sock: usize, to: SocketAddrV4, msg: &Msg| {
                     seq += 1;
@@ -552,7 +554,12 @@ fn basic(
     })
 }
 
-fn register(sock: &UdpSocket, s1: SocketAddrV4, name: &str, seen: &mut dyn FnMut(&Arrival)) -> Result<SocketAddrV4, String> {
+fn register(
+    sock: &UdpSocket,
+    s1: SocketAddrV4,
+    name: &str,
+    seen: &mut dyn FnMut(&Arrival),
+) -> Result<SocketAddrV4, String> {
     exchange(
         sock,
         s1,
@@ -599,7 +606,12 @@ fn lookup(
     Err(format!("the other hairpinning client never registered {name:?}"))
 }
 
-fn hairpin(s1: SocketAddrV4, role: HairpinRole, key: &str, window: Duration) -> Result<HairpinObservation, String> {
+fn hairpin(
+    s1: SocketAddrV4,
+    role: HairpinRole,
+    key: &str,
+    window: Duration,
+) -> Result<HairpinObservation, String> {
     let sock = fresh()?;
     let mut punch_received = false;
     let mut hairpins: Vec<SocketAddrV4> = Vec::new();

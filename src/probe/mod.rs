@@ -33,7 +33,7 @@ pub mod wire;
 mod tests;
 
 pub use plan::{plan, ProbePlan};
-pub use run::{probe, ProbeError, ProbeOptions};
+pub use run::{parse_duration_arg, probe, ProbeError, ProbeOptions};
 
 use crate::topology::{self, NatKind, NatSpec};
 use serde::{Deserialize, Serialize};
@@ -584,26 +584,25 @@ impl fmt::Display for ProbeReport {
             self.clients[0], self.clients[1], self.servers[0], self.servers[1], self.ports[0], self.ports[1]
         )?;
         writeln!(f)?;
-        writeln!(f, "  {:<16} {:<28} {}", "", "measured", "configured")?;
-        let row = |f: &mut fmt::Formatter<'_>, name: &str, measured: String, configured: String| {
-            let flag = if measured.split_whitespace().next() == configured.split_whitespace().next() {
-                ""
-            } else {
-                "  <-"
+        writeln!(f, "  {:<16} {:<28} configured", "", "measured")?;
+        let row =
+            |f: &mut fmt::Formatter<'_>, name: &str, measured: String, configured: String, same: bool| {
+                let flag = if same { "" } else { "  <- differs" };
+                writeln!(f, "  {name:<16} {measured:<28} {configured}{flag}")
             };
-            writeln!(f, "  {name:<16} {measured:<28} {configured}{flag}")
-        };
         row(
             f,
             "mapping",
             self.mapping.behaviour.to_string(),
             c.mapping.to_string(),
+            self.mapping.behaviour == c.mapping,
         )?;
         row(
             f,
             "filtering",
             self.filtering.behaviour.to_string(),
             c.filtering.to_string(),
+            self.filtering.behaviour == c.filtering,
         )?;
         let parity = if self.port_allocation.parity_preserved {
             ", parity kept"
@@ -615,17 +614,20 @@ impl fmt::Display for ProbeReport {
             "port allocation",
             format!("{}{parity}", self.port_allocation.allocation),
             c.port_allocation.to_string(),
+            self.port_allocation.allocation == c.port_allocation,
         )?;
         let hp = match (self.hairpinning.behaviour, self.hairpinning.external_source) {
             (HairpinClass::Yes, Some(false)) => "yes (inside source!)".to_string(),
+            (HairpinClass::Unknown, _) => "unknown (filtering)".to_string(),
             (b, _) => b.to_string(),
         };
+        let hp_same = match self.hairpinning.behaviour {
+            HairpinClass::Yes => c.hairpinning,
+            HairpinClass::No => !c.hairpinning,
+            HairpinClass::Unknown => true,
+        };
         let hp_claimed = if c.hairpinning { "yes" } else { "no" };
-        if self.hairpinning.behaviour == HairpinClass::Unknown {
-            writeln!(f, "  {:<16} {:<28} {hp_claimed}", "hairpinning", hp)?;
-        } else {
-            row(f, "hairpinning", hp, hp_claimed.into())?;
-        }
+        row(f, "hairpinning", hp, hp_claimed.into(), hp_same)?;
         let lifetime = self
             .lifetime
             .as_ref()
@@ -634,7 +636,10 @@ impl fmt::Display for ProbeReport {
             .udp_timeout_s
             .map_or("kernel default".to_string(), |s| format!("{s} s"));
         writeln!(f, "  {:<16} {lifetime:<28} {claimed_lifetime}", "lifetime")?;
-        let ty = self.nat_type.clone().unwrap_or_else(|| "(no classic name)".into());
+        let ty = self
+            .nat_type
+            .clone()
+            .unwrap_or_else(|| "(no classic name)".into());
         writeln!(f, "  {:<16} {ty:<28} {}", "type", c.kind)?;
         writeln!(f)?;
         writeln!(f, "mapping samples (inside port {}):", self.mapping.local_port)?;

@@ -95,7 +95,13 @@ struct AgentRun {
 }
 
 impl AgentRun {
-    fn start(lab: &Lab, opts: &ProbeOptions, node: &str, what: &str, args: &[String]) -> Result<AgentRun, ProbeError> {
+    fn start(
+        lab: &Lab,
+        opts: &ProbeOptions,
+        node: &str,
+        what: &str,
+        args: &[String],
+    ) -> Result<AgentRun, ProbeError> {
         let fd = lab.netns(node)?.as_raw_fd();
         let mut cmd = Command::new(&opts.agent);
         cmd.arg("probe-agent")
@@ -211,7 +217,8 @@ fn run(lab: &mut Lab, plan: &ProbePlan, opts: &ProbeOptions) -> Result<ProbeRepo
     }
     let ready = Lab::wait_for(Duration::from_secs(10), || {
         lab.processes().iter().all(|p| {
-            p.name != "probe-server" || std::fs::read_to_string(&p.stdout_path).is_ok_and(|t| t.starts_with("ready"))
+            p.name != "probe-server"
+                || std::fs::read_to_string(&p.stdout_path).is_ok_and(|t| t.starts_with("ready"))
         })
     });
     if !ready {
@@ -293,7 +300,8 @@ fn run(lab: &mut Lab, plan: &ProbePlan, opts: &ProbeOptions) -> Result<ProbeRepo
             &wait_ms,
         ]);
         let budget = opts.lifetime_max * 4 + opts.wait * 8 + Duration::from_secs(30);
-        let out = AgentRun::start(lab, opts, c1, "client lifetime", &args)?.finish(Instant::now() + budget)?;
+        let out =
+            AgentRun::start(lab, opts, c1, "client lifetime", &args)?.finish(Instant::now() + budget)?;
         let obs: LifetimeObservation = parse("client lifetime", c1, &out)?;
         Some(LifetimeResult::from_observation(&obs))
     };

@@ -55,7 +55,7 @@ impl Profile {
     /// Whether `port` may appear in an address of this profile (port 0 never; odd ports
     /// not in `v01`, whose layout puts the port's low bit on the group bit).
     pub fn port_valid(self, port: u16) -> bool {
-        port != 0 && (self == Profile::Current || port % 2 == 0)
+        port != 0 && (self == Profile::Current || port.is_multiple_of(2))
     }
 
     /// Decodes an address in this profile's layout; None when the layout cannot hold it
@@ -133,7 +133,10 @@ pub fn from_link_layer(ll: [u8; 6]) -> SocketAddrV4 {
 
 /// A link-layer address as `aa:bb:cc:dd:ee:ff`.
 pub fn fmt_ll(ll: &[u8; 6]) -> String {
-    ll.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    ll.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// The top 64 bits of an address, as an address with a zero IID (the /64 it lives in).

@@ -158,7 +158,9 @@ pub fn parse_ipv6(pkt: &[u8], complete: bool) -> Parsed {
     };
     let name = nd_name(ty);
     if hop_limit != 255 {
-        parsed.issues.push(format!("{name} with hop limit {hop_limit} (must be 255)"));
+        parsed
+            .issues
+            .push(format!("{name} with hop limit {hop_limit} (must be 255)"));
     }
     if code != 0 {
         parsed.issues.push(format!("{name} with code {code} (must be 0)"));
@@ -213,7 +215,9 @@ pub fn parse_ipv6(pkt: &[u8], complete: bool) -> Parsed {
     }
     if let Kind::Ns { target, .. } | Kind::Na { target, .. } = parsed.kind {
         if super::addr::is_multicast(&target) {
-            parsed.issues.push(format!("{name} for a multicast target {target}"));
+            parsed
+                .issues
+                .push(format!("{name} for a multicast target {target}"));
         }
     }
     parsed.icmp = Some(icmp);

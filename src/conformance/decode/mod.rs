@@ -31,8 +31,8 @@ use etherparse::{Ipv4HeaderSlice, UdpHeaderSlice};
 
 use crate::capture::{linktype, Direction, Packet, ReadError, Reader};
 
-pub use addr::Profile;
 pub use crate::conformance::checks::fuzz_decode;
+pub use addr::Profile;
 
 /// An outer IPv4:port.
 pub type Endpoint = SocketAddrV4;
@@ -273,7 +273,7 @@ impl Decoded {
     }
     /// The receiver's side of the packet (its last sighting).
     pub fn is_last(&self) -> bool {
-        self.sighting + 1 >= self.sightings
+        self.sighting.saturating_add(1) >= self.sightings
     }
     /// Whether this ND or data message is one of the tunnel's (not a TUN copy).
     pub fn is_tunnel(&self) -> bool {
@@ -407,7 +407,10 @@ impl Decoder {
             self.stats.non_ip += 1;
             return;
         };
-        let ts_ns = p.ts.0.saturating_mul(1_000_000_000).saturating_add(u64::from(p.ts.1));
+        let ts_ns =
+            p.ts.0
+                .saturating_mul(1_000_000_000)
+                .saturating_add(u64::from(p.ts.1));
         let complete = p.orig_len as usize <= p.data.len();
         let base = Decoded {
             frame,
@@ -619,9 +622,13 @@ impl Decoder {
         let keep = |r: &Decoded| -> bool {
             match (&r.layer, &r.kind, &r.outer) {
                 (Layer::Inner, ..) => true,
-                (_, Kind::IcmpError { about: Some((a, b)), .. }, _) => {
-                    endpoints.contains(a) || endpoints.contains(b)
-                }
+                (
+                    _,
+                    Kind::IcmpError {
+                        about: Some((a, b)), ..
+                    },
+                    _,
+                ) => endpoints.contains(a) || endpoints.contains(b),
                 (_, _, Some(o)) => endpoints.contains(&o.src) || endpoints.contains(&o.dst),
                 _ => false,
             }
@@ -631,8 +638,11 @@ impl Decoder {
         stats.tunnel = records.iter().filter(|r| r.is_tunnel()).count() as u64;
 
         // 2. Routers: the profile and override ports; else where RSs go.
-        let mut routers: BTreeSet<Endpoint> =
-            endpoints.iter().copied().filter(|e| router_port(e.port())).collect();
+        let mut routers: BTreeSet<Endpoint> = endpoints
+            .iter()
+            .copied()
+            .filter(|e| router_port(e.port()))
+            .collect();
         if routers.is_empty() {
             routers = records
                 .iter()
@@ -694,24 +704,23 @@ fn group_sightings(records: &mut [Decoded]) -> usize {
     let mut next_packet = 0usize;
     for i in 0..records.len() {
         let r = &records[i];
-        let mut joined = None;
+        let mut joined: Option<(usize, u16)> = None;
         if r.is_tunnel() && r.interface.is_some() {
             if let Some(list) = open.get_mut(&r.fingerprint) {
                 list.retain(|g| r.ts_ns.saturating_sub(records[g.last].ts_ns) <= GROUP_WINDOW_NS);
-                joined = list
+                let pos = list
                     .iter()
                     .rposition(|g| !g.ifaces.contains(&r.interface) && next_hop(&records[g.last], r));
-                if let Some(pos) = joined {
-                    let g = &mut list[pos];
+                if let Some(g) = pos.and_then(|p| list.get_mut(p)) {
                     g.last = i;
                     g.count = g.count.saturating_add(1);
                     g.ifaces.push(r.interface.clone());
-                    joined = Some(g.packet * 0x1_0000 + usize::from(g.count - 1));
+                    joined = Some((g.packet, g.count - 1));
                 }
             }
         }
         let (packet, sighting) = match joined {
-            Some(v) => (v / 0x1_0000, (v % 0x1_0000) as u16),
+            Some(v) => v,
             None => {
                 let p = next_packet;
                 next_packet += 1;
@@ -753,7 +762,12 @@ fn next_hop(a: &Decoded, b: &Decoded) -> bool {
 }
 
 /// Router direction, path, profile, and the issues that need the whole capture.
-fn derive(r: &mut Decoded, routers: &BTreeSet<Endpoint>, prefixes: &BTreeSet<Ipv6Addr>, opts: &DecodeOptions) {
+fn derive(
+    r: &mut Decoded,
+    routers: &BTreeSet<Endpoint>,
+    prefixes: &BTreeSet<Ipv6Addr>,
+    opts: &DecodeOptions,
+) {
     let Some(o) = r.outer.clone() else {
         r.profile = opts.profile.unwrap_or_else(|| layout_profile(r, None));
         return;
@@ -774,7 +788,10 @@ fn derive(r: &mut Decoded, routers: &BTreeSet<Endpoint>, prefixes: &BTreeSet<Ipv
             .unwrap_or_else(|| layout_profile(r, Some(&o)))
     });
     if matches!(r.kind, Kind::Keepalive) && !r.towards_router {
-        r.issues.push(format!("empty UDP datagram to {}, which is not the router", o.dst));
+        r.issues.push(format!(
+            "empty UDP datagram to {}, which is not the router",
+            o.dst
+        ));
     }
     // The inner source must name the outer source as the receiver sees it (after every
     // NAT): judged at the last sighting, unless this lone sighting is a sender's side behind a NAT.

@@ -82,7 +82,9 @@ pub(crate) fn url_path(path: &str) -> String {
 
 /// One line of text for Markdown inline context (a table cell, a list item, a heading):
 /// line breaks become spaces and the characters that Markdown (and GitHub's flavour:
-/// tables, `$` maths, `@` mentions, `:emoji:` codes) would interpret are backslash-escaped.
+/// tables, `$` maths, `@` mentions, `#123` links, `:emoji:` codes) would interpret are
+/// backslash-escaped. Block markers (`+`, `-`, `1.`) are left alone: this text never
+/// starts a line.
 pub(crate) fn md_inline(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in one_line(s).chars() {
@@ -98,7 +100,6 @@ pub(crate) fn md_inline(s: &str) -> String {
                 | '<'
                 | '>'
                 | '#'
-                | '+'
                 | '!'
                 | '|'
                 | '~'

@@ -132,13 +132,13 @@ fn toc(out: &mut String, report: &RunReport, views: &[ScenarioView<'_>]) {
             html(v.name)
         );
     }
-    let _ = write!(
+    let _ = writeln!(
         out,
         "<span class=\"toc-files\"><a href=\"{SUMMARY_MD}\">{SUMMARY_MD}</a><a href=\"{JUNIT_XML}\">{JUNIT_XML}</a>\
          <a href=\"{REPORT_JSON}\">{REPORT_JSON}</a></span>\
          <span id=\"tools\" class=\"tools\" hidden=\"hidden\"><button type=\"button\" data-open=\"all\">Expand all</button>\
          <button type=\"button\" data-open=\"failing\">Failing only</button>\
-         <button type=\"button\" data-open=\"none\">Collapse all</button></span></nav>\n"
+         <button type=\"button\" data-open=\"none\">Collapse all</button></span></nav>"
     );
 }
 
@@ -239,7 +239,12 @@ fn scenario(out: &mut String, report: &RunReport, index: usize, view: &ScenarioV
         }
         out.push_str("</tr></thead><tbody>");
         for (row, line) in view.rows.iter().zip(&table.grid) {
-            let _ = write!(out, "<tr><th scope=\"row\">{}</th>", html(row));
+            let head = if view.row_axis.is_some() {
+                row.as_str()
+            } else {
+                view.name
+            };
+            let _ = write!(out, "<tr><th scope=\"row\">{}</th>", html(head));
             for slot in line {
                 if slot.is_empty() {
                     out.push_str("<td class=\"empty\" title=\"not in this run\">·</td>");
@@ -352,10 +357,10 @@ fn cell(out: &mut String, c: &CellResult, anchor: &str, scenario_id: &str) {
         let drawn = sequence_svg(&c.sequence, &format!("Sequence diagram of {}", c.cell));
         let _ = writeln!(out, "<div class=\"seq-wrap\">{}</div>", drawn.svg);
         let mut caption = format!(
-            "{} messages between {} nodes, {} arrows",
-            c.sequence.len(),
-            drawn.lanes,
-            drawn.arrows
+            "{} between {}, drawn as {}",
+            plural(c.sequence.len(), "message"),
+            plural(drawn.lanes, "node"),
+            plural(drawn.arrows, "arrow")
         );
         if drawn.collapsed {
             caption.push_str("; identical messages in a row are drawn once with ×n");
@@ -374,6 +379,15 @@ fn cell(out: &mut String, c: &CellResult, anchor: &str, scenario_id: &str) {
         "<p class=\"permalink\"><a href=\"#{anchor}\">Link to this cell</a> · <a href=\"#{scenario_id}\">Back to \
          the matrix</a></p>\n</div>\n</details>\n</section>"
     );
+}
+
+/// `1 message`, `2 messages`.
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("{n} {word}")
+    } else {
+        format!("{n} {word}s")
+    }
 }
 
 /// The capture, logs and other files of a cell, as links.
@@ -492,7 +506,7 @@ const SCRIPT: &str = r#"
     var el = id ? document.getElementById(id) : null;
     if (!el) return;
     var d = el.querySelector('details');
-    if (d && !d.open) { d.open = true; el.scrollIntoView(); }
+    if (d ? !d.open : false) { d.open = true; el.scrollIntoView(); }
   }
   window.addEventListener('hashchange', openTarget);
   openTarget();
@@ -662,6 +676,7 @@ table.checks tr.r-fail td { background: var(--row-fail); }
 table.checks tr.r-error td { background: var(--row-error); }
 table.checks tr.r-warn td { background: var(--row-warn); }
 td.id { white-space: nowrap; font-weight: 600; }
+table.checks td:nth-child(2) { min-width: 160px; }
 td.message { white-space: pre-wrap; min-width: 240px; }
 td.source { color: var(--muted); white-space: nowrap; }
 td.evidence { min-width: 220px; }
@@ -688,6 +703,7 @@ svg.seq .msg-other line, svg.seq .msg-other path:not(.head) { stroke: var(--othe
 svg.seq .msg-direct .head { fill: var(--direct); }
 svg.seq .msg-via .head { fill: var(--via); }
 svg.seq .msg-other .head { fill: var(--other); }
+svg.seq text.label { stroke: var(--card); }
 svg.seq .msg:hover text.label { font-weight: 700; }
 svg.seq .seq-gap rect { fill: var(--gap); }
 p.seq-caption { color: var(--muted); font-size: 12.5px; margin: 6px 0 0; }

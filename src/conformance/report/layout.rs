@@ -185,7 +185,7 @@ fn lay_out<'a>(report: &'a RunReport, name: &'a str, cells: Vec<usize>) -> Scena
         None => {
             let mut by_size: Vec<&(&str, Vec<String>)> = varying.iter().collect();
             // Stable sort: equal sizes keep axis-name order.
-            by_size.sort_by(|x, y| y.1.len().cmp(&x.1.len()));
+            by_size.sort_by_key(|x| std::cmp::Reverse(x.1.len()));
             (
                 by_size.first().map(|x| x.0.to_string()),
                 by_size.get(1).map(|x| x.0.to_string()),
@@ -266,7 +266,7 @@ pub(crate) fn corner(view: &ScenarioView<'_>) -> String {
     match (&view.row_axis, &view.col_axis) {
         (Some(r), Some(c)) => format!("{r} ↓ / {c} →"),
         (Some(r), None) => r.clone(),
-        _ => String::new(),
+        _ => "cell".to_string(),
     }
 }
 
@@ -344,7 +344,7 @@ pub(crate) fn checks_with(cell: &CellResult, v: Verdict) -> Vec<&CheckResult> {
 pub(crate) fn short_outcome(cell: &CellResult) -> String {
     let failing = checks_with(cell, Verdict::Fail);
     match (cell.outcome, failing.split_first()) {
-        (Outcome::Fail, Some((first, rest))) if rest.is_empty() => format!("FAIL ({})", first.id),
+        (Outcome::Fail, Some((first, []))) => format!("FAIL ({})", first.id),
         (Outcome::Fail, Some((first, rest))) => format!("FAIL ({} +{})", first.id, rest.len()),
         (o, _) => o.to_string(),
     }

@@ -16,6 +16,9 @@ use super::{JUNIT_XML, REPORT_HTML, REPORT_JSON};
 use crate::conformance::model::{CellResult, Evidence, Outcome, RunReport, Verdict};
 use std::fmt::Write as _;
 
+/// Frame numbers listed per evidence; the rest are counted (report.json has them all).
+const MAX_FRAMES: usize = 12;
+
 /// Failing cells described in full; the rest are counted and left to report.html.
 pub const MAX_FAILURE_DETAILS: usize = 50;
 
@@ -29,7 +32,7 @@ pub fn summary_markdown(report: &RunReport) -> String {
         md_code(&report.run_id),
         overall(report)
     );
-    let _ = writeln!(out, "**{}**\n", md_inline(&totals_text(report)));
+    let _ = writeln!(out, "**{}**\n", totals_text(report));
     let mut meta = vec![
         format!("bedlab {}", md_inline(&report.bedlab_version)),
         format!("started {}", utc(report.started)),
@@ -130,11 +133,10 @@ fn scenario(out: &mut String, report: &RunReport, view: &ScenarioView<'_>, ancho
         }
         let _ = writeln!(out, "\n|{}", " --- |".repeat(view.cols.len() + 1));
         for (row, line) in view.rows.iter().zip(&table.grid) {
-            let head = if view.row_axis.is_some() {
-                format!("**{}**", md_inline(row))
-            } else {
-                String::new()
-            };
+            let head = format!(
+                "**{}**",
+                md_inline(if view.row_axis.is_some() { row } else { view.name })
+            );
             let _ = write!(out, "| {head} |");
             for slot in line {
                 let links: Vec<String> = slot
@@ -217,9 +219,12 @@ fn evidence(e: &Evidence) -> String {
         md_code(&e.capture)
     };
     if !e.frames.is_empty() {
-        let frames: Vec<String> = e.frames.iter().map(u64::to_string).collect();
+        let frames: Vec<String> = e.frames.iter().take(MAX_FRAMES).map(u64::to_string).collect();
         let word = if e.frames.len() == 1 { "frame" } else { "frames" };
         let _ = write!(s, " {word} {}", frames.join(", "));
+        if e.frames.len() > MAX_FRAMES {
+            let _ = write!(s, " (+{} more)", e.frames.len() - MAX_FRAMES);
+        }
     }
     if !e.note.trim().is_empty() {
         let _ = write!(s, ": {}", md_inline(&e.note));

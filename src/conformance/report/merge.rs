@@ -2,10 +2,15 @@
 //! the report the unsharded run would have written.
 //!
 //! Cells are concatenated and put in the canonical order (see [`canonical_order`]), so the
-//! result does not depend on the order the shard files were found in. Anything that would
-//! make the merged report lie is an error rather than a warning: a cell reported twice, a
-//! shard of another run or build, a shard given twice or missing (a green merged report
-//! with a shard's cells silently absent is the failure this guards against).
+//! result does not depend on the order the shard files were found in (nor on how the
+//! runner deals cells to shards). Anything that would make the merged report lie is an
+//! error rather than a warning: a cell reported twice, a shard of another build, a shard
+//! given twice or missing (a green merged report with a shard's cells silently absent is
+//! the failure this guards against).
+//!
+//! Shards may carry different run ids: each CI job's `bedlab run --shard K/N` mints its
+//! own. The merged report takes shard 1's id. Whole-run reports (no shard) must agree on
+//! the run id.
 
 use super::layout::cell_cmp;
 use crate::conformance::model::RunReport;
@@ -17,7 +22,8 @@ pub enum MergeError {
     #[error("nothing to merge: no reports given")]
     Empty,
     #[error(
-        "{which} is from run {found:?}, the first report from run {expected:?}: only shards of one run merge"
+        "{which} is from run {found:?}, the first report from run {expected:?}: whole-run reports merge only \
+         with reports of the same run"
     )]
     RunMismatch {
         which: String,
@@ -65,19 +71,19 @@ fn parse_shard(s: &str) -> Option<(u32, u32)> {
 
 /// Merges shards (or whole-run reports of disjoint cells) into one report: cells
 /// concatenated in canonical order, `started` the earliest start, `finished` the latest
-/// finish, no shard.
+/// finish, no shard, the run id of shard 1 (or the whole runs' common id).
 pub fn merge(reports: Vec<RunReport>) -> Result<RunReport, MergeError> {
     let first = reports.first().ok_or(MergeError::Empty)?;
     let which = |i: usize, r: &RunReport| match &r.shard {
         Some(s) => format!("shard {s}"),
         None => format!("report #{}", i + 1),
     };
-    let (run_id, version) = (first.run_id.clone(), first.bedlab_version.clone());
+    let (mut run_id, version) = (first.run_id.clone(), first.bedlab_version.clone());
     let sharded = first.shard.is_some();
     let mut shards: BTreeMap<u32, String> = BTreeMap::new();
     let mut count: Option<(u32, String)> = None;
     for (i, r) in reports.iter().enumerate() {
-        if r.run_id != run_id {
+        if !sharded && r.run_id != run_id {
             return Err(MergeError::RunMismatch {
                 which: which(i, r),
                 expected: run_id,
@@ -111,6 +117,9 @@ pub fn merge(reports: Vec<RunReport>) -> Result<RunReport, MergeError> {
                 }
                 if shards.insert(k, s.clone()).is_some() {
                     return Err(MergeError::DuplicateShard { shard: s.clone() });
+                }
+                if k == 1 {
+                    run_id = r.run_id.clone();
                 }
             }
         }

@@ -9,7 +9,7 @@
 //! - `report.html` ([`html_report`]): one self-contained page with the matrices, every
 //!   cell's checks and evidence, and its exchange as an SVG sequence diagram.
 //!
-//! Plus [`terminal_summary`] and [`cell_line`] for CI logs, and [`merge`] for shards.
+//! Plus [`terminal_summary`] and [`cell_line`] for CI logs, and [`merge()`] for shards.
 //! Each renderer is a pure function from the report to a string; only [`write_all`] and
 //! [`load_report`] touch the file system. Text from implementations and logs is escaped
 //! for each format in one module (`escape`), so nothing a daemon prints can break a

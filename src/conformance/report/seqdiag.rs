@@ -40,6 +40,9 @@ const ARROW: i64 = 9;
 
 /// Colours also set as attributes, so the diagram reads right even where the page's CSS
 /// (which adapts them to dark mode) is not applied.
+/// A label's outline in the background colour, so that lifelines it crosses do not cut
+/// through the text (the page's CSS recolours it in dark mode).
+const HALO: &str = "paint-order=\"stroke\" stroke=\"#ffffff\" stroke-width=\"4\" stroke-linejoin=\"round\"";
 const DIRECT: &str = "#0f766e";
 const VIA: &str = "#7c3aed";
 const OTHER: &str = "#64748b";
@@ -253,7 +256,9 @@ pub(crate) fn sequence_svg(messages: &[SeqMessage], title: &str) -> Drawn {
     let collapsed = rows
         .iter()
         .any(|r| matches!(r, Row::Msg { count, .. } if *count > 1));
-    let width = (LEFT + LANE_W * lanes.len() as i64 + RIGHT).max(MIN_W);
+    let width = (LEFT + LANE_W * lanes.len() as i64 + RIGHT)
+        .max(MIN_W)
+        .max(legend_end(collapsed) + RIGHT);
     let body_end = FIRST_ROW + ROW * rows.len() as i64 - ROW / 2;
     let foot = rows.len() > 12;
     let height = body_end + if foot { HEAD_H + 24 } else { 12 };
@@ -344,14 +349,35 @@ pub(crate) fn sequence_svg(messages: &[SeqMessage], title: &str) -> Drawn {
 }
 
 /// The legend across the top: one sample per path style.
+/// The legend's entries: (path, text).
+const LEGEND: [(&str, &str); 3] = [
+    ("direct", "direct path"),
+    ("via-router", "via the router"),
+    ("", "other"),
+];
+/// The legend's note on collapsed runs.
+const COLLAPSED_NOTE: &str = "×n: n identical messages in a row";
+/// Rough width of a character of 12px sans-serif text, for layout without a font.
+const CHAR_W: i64 = 7;
+
+/// Where the legend's text ends, so that the diagram is at least that wide.
+fn legend_end(collapsed: bool) -> i64 {
+    let entries: i64 = LEGEND
+        .iter()
+        .map(|(_, t)| 36 + CHAR_W * t.chars().count() as i64 + 20)
+        .sum();
+    LEFT + entries
+        + if collapsed {
+            CHAR_W * COLLAPSED_NOTE.chars().count() as i64
+        } else {
+            0
+        }
+}
+
 fn legend(s: &mut String, collapsed: bool) {
     s.push_str("<g class=\"legend\">");
     let mut x = LEFT;
-    for (path, text) in [
-        ("direct", "direct path"),
-        ("via-router", "via the router"),
-        ("", "other"),
-    ] {
+    for (path, text) in LEGEND {
         let (class, colour, dash) = path_style(path);
         let dash = dash
             .map(|d| format!(" stroke-dasharray=\"{d}\""))
@@ -364,12 +390,12 @@ fn legend(s: &mut String, collapsed: bool) {
             x + 36,
             LEGEND_Y + 4
         );
-        x += 36 + 8 * text.len() as i64 + 20;
+        x += 36 + CHAR_W * text.chars().count() as i64 + 20;
     }
     if collapsed {
         let _ = write!(
             s,
-            "<text class=\"legend-text\" x=\"{x}\" y=\"{}\">×n: n identical messages in a row</text>",
+            "<text class=\"legend-text\" x=\"{x}\" y=\"{}\">{COLLAPSED_NOTE}</text>",
             LEGEND_Y + 4
         );
     }
@@ -447,7 +473,7 @@ fn arrow(s: &mut String, m: &SeqMessage, count: usize, last: &SeqMessage, x1: i6
         );
         let _ = write!(
             s,
-            "<text class=\"label\" x=\"{}\" y=\"{}\">{}{}</text>",
+            "<text class=\"label\" {HALO} x=\"{}\" y=\"{}\">{}{}</text>",
             x1 + 36,
             y + 4,
             html(&truncate(&label, 22)),
@@ -464,10 +490,10 @@ fn arrow(s: &mut String, m: &SeqMessage, count: usize, last: &SeqMessage, x1: i6
             half_off(y, 1)
         );
         let span = (x2 - x1).abs();
-        let max_chars = usize::try_from(span / 7).unwrap_or(12).max(10);
+        let max_chars = usize::try_from(span / CHAR_W).unwrap_or(12).max(10);
         let _ = write!(
             s,
-            "<text class=\"label\" x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}{}</text>",
+            "<text class=\"label\" {HALO} x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}{}</text>",
             (x1 + x2) / 2,
             y - 6,
             html(&truncate(

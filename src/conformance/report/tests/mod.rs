@@ -33,7 +33,10 @@ pub(super) const ERROR_TEXT: &str = "peer-b did not start: exit status 1\n--- ta
 pub(super) fn id(scenario: &str, params: &[(&str, &str)]) -> CellId {
     CellId {
         scenario: scenario.into(),
-        params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        params: params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
     }
 }
 
@@ -49,11 +52,22 @@ pub(super) fn check(id: &str, verdict: Verdict, message: &str, evidence: Vec<Evi
 }
 
 pub(super) fn ev(capture: &str, frames: &[u64], note: &str) -> Evidence {
-    Evidence { capture: capture.into(), frames: frames.to_vec(), note: note.into() }
+    Evidence {
+        capture: capture.into(),
+        frames: frames.to_vec(),
+        note: note.into(),
+    }
 }
 
 pub(super) fn msg(t_ms: u64, from: &str, to: &str, label: &str, path: &str, frame: u64) -> SeqMessage {
-    SeqMessage { t_ms, from: from.into(), to: to.into(), label: label.into(), path: path.into(), frame }
+    SeqMessage {
+        t_ms,
+        from: from.into(),
+        to: to.into(),
+        label: label.into(),
+        path: path.into(),
+        frame,
+    }
 }
 
 /// The cell directory of `id`, as a runner might name it.
@@ -65,14 +79,25 @@ fn artifacts(id: &CellId, nodes: &[&str]) -> Artifacts {
     let dir = dir_of(id);
     Artifacts {
         capture: Some(format!("{dir}/capture.pcapng")),
-        logs: nodes.iter().map(|n| (n.to_string(), format!("{dir}/{n}.log"))).collect::<BTreeMap<_, _>>(),
+        logs: nodes
+            .iter()
+            .map(|n| (n.to_string(), format!("{dir}/{n}.log")))
+            .collect::<BTreeMap<_, _>>(),
         other: vec![format!("{dir}/nat-decisions.jsonl")],
     }
 }
 
 fn cell(id: CellId, outcome: Outcome, duration_ms: u64, checks: Vec<CheckResult>) -> CellResult {
     let artifacts = artifacts(&id, &["peer-a", "peer-b", "router"]);
-    CellResult { cell: id, outcome, duration_ms, checks, error: None, artifacts, sequence: Vec::new() }
+    CellResult {
+        cell: id,
+        outcome,
+        duration_ms,
+        checks,
+        error: None,
+        artifacts,
+        sequence: Vec::new(),
+    }
 }
 
 /// The five-lane exchange of the first bypass cell: 10 messages, 7 via the router, 2
@@ -87,14 +112,16 @@ pub(super) fn bypass_sequence() -> Vec<SeqMessage> {
         msg(101, "router", "peer-b", "data", "via-router", 6),
         msg(102, "peer-a", "peer-b", "NS (bypass probe)", "direct", 7),
         msg(110, "peer-b", "peer-a", "NA", "direct", 8),
-        msg(120, "peer-b", "router", "KA", "via-router", 9),
+        msg(120, "peer-a", "nat-a", "KA", "via-router", 9),
         msg(130, "nat-b", "nat-b", "mapping expired", "", 0),
     ]
 }
 
 /// 210 messages: a run of 10 identical keepalives (one arrow) then 200 alternating ones.
 pub(super) fn long_sequence() -> Vec<SeqMessage> {
-    let mut m: Vec<SeqMessage> = (0..10).map(|i| msg(i * 1000, "peer-a", "router", "KA", "via-router", i + 1)).collect();
+    let mut m: Vec<SeqMessage> = (0..10)
+        .map(|i| msg(i * 1000, "peer-a", "router", "KA", "via-router", i + 1))
+        .collect();
     for i in 0..200u64 {
         let t = 10_000 + i * 500;
         if i % 2 == 0 {
@@ -108,10 +135,38 @@ pub(super) fn long_sequence() -> Vec<SeqMessage> {
 
 /// The run: 9 cells in three scenarios, in a deliberately non-canonical order.
 pub(super) fn fixture() -> RunReport {
-    let ff = id("bypass", &[("nat-a", "full-cone"), ("nat-b", "full-cone"), ("peer", "sixbed4")]);
-    let fs = id("bypass", &[("nat-a", "full-cone"), ("nat-b", "symmetric"), ("peer", "sixbed4")]);
-    let sf = id("bypass", &[("nat-a", "symmetric"), ("nat-b", "full-cone"), ("peer", "sixbed4")]);
-    let ss = id("bypass", &[("nat-a", "symmetric"), ("nat-b", "symmetric"), ("peer", "sixbed4")]);
+    let ff = id(
+        "bypass",
+        &[
+            ("nat-a", "full-cone"),
+            ("nat-b", "full-cone"),
+            ("peer", "sixbed4"),
+        ],
+    );
+    let fs = id(
+        "bypass",
+        &[
+            ("nat-a", "full-cone"),
+            ("nat-b", "symmetric"),
+            ("peer", "sixbed4"),
+        ],
+    );
+    let sf = id(
+        "bypass",
+        &[
+            ("nat-a", "symmetric"),
+            ("nat-b", "full-cone"),
+            ("peer", "sixbed4"),
+        ],
+    );
+    let ss = id(
+        "bypass",
+        &[
+            ("nat-a", "symmetric"),
+            ("nat-b", "symmetric"),
+            ("peer", "sixbed4"),
+        ],
+    );
     let cap = |id: &CellId| format!("{}/capture.pcapng", dir_of(id));
 
     let mut c_ff = cell(
@@ -119,10 +174,25 @@ pub(super) fn fixture() -> RunReport {
         Outcome::Pass,
         2100,
         vec![
-            check("RS-01", Verdict::Pass, "RS sent with hop limit 255.", vec![ev(&cap(&ff), &[1], "")]),
+            check(
+                "RS-01",
+                Verdict::Pass,
+                "RS sent with hop limit 255.",
+                vec![ev(&cap(&ff), &[1], "")],
+            ),
             check("KA-01", Verdict::Info, "Keepalive period 30 s.", vec![]),
-            check("ND-07", Verdict::Warn, "NS retransmitted after 900 ms (SHOULD be 1 s).", vec![]),
-            check("V01-02", Verdict::NotApplicable, "Only for the v01 profile.", vec![]),
+            check(
+                "ND-07",
+                Verdict::Warn,
+                "NS retransmitted after 900 ms (SHOULD be 1 s).",
+                vec![],
+            ),
+            check(
+                "V01-02",
+                Verdict::NotApplicable,
+                "Only for the v01 profile.",
+                vec![],
+            ),
         ],
     );
     c_ff.sequence = bypass_sequence();
@@ -133,12 +203,20 @@ pub(super) fn fixture() -> RunReport {
         3400,
         vec![
             check("RS-01", Verdict::Pass, "RS sent.", vec![]),
-            check("ND-05", Verdict::Fail, NASTY, vec![ev(&cap(&fs), &[12, 14], "the NS <here>; no NA after it")]),
+            check(
+                "ND-05",
+                Verdict::Fail,
+                NASTY,
+                vec![ev(&cap(&fs), &[12, 14], "the NS <here>; no NA after it")],
+            ),
             check(
                 "ND-06",
                 Verdict::Fail,
                 "Traffic stayed on the router path.",
-                vec![ev(&cap(&fs), &[20], "data via router"), ev(&cap(&fs), &(30..60).collect::<Vec<_>>(), "")],
+                vec![
+                    ev(&cap(&fs), &[20], "data via router"),
+                    ev(&cap(&fs), &(30..60).collect::<Vec<_>>(), ""),
+                ],
             ),
         ],
     );
@@ -153,7 +231,12 @@ pub(super) fn fixture() -> RunReport {
         sf,
         Outcome::Error,
         800,
-        vec![check("LAB-01", Verdict::Error, "Capture of nat-a/wan is missing.", vec![])],
+        vec![check(
+            "LAB-01",
+            Verdict::Error,
+            "Capture of nat-a/wan is missing.",
+            vec![],
+        )],
     );
     c_sf.error = Some(ERROR_TEXT.into());
 
@@ -161,33 +244,64 @@ pub(super) fn fixture() -> RunReport {
         ss.clone(),
         Outcome::Xfail,
         5000,
-        vec![check("ND-05", Verdict::Fail, "No direct path through two symmetric NATs.", vec![ev(&cap(&ss), &[7], "")])],
+        vec![check(
+            "ND-05",
+            Verdict::Fail,
+            "No direct path through two symmetric NATs.",
+            vec![ev(&cap(&ss), &[7], "")],
+        )],
     );
 
-    let pc = id("rebinding", &[("nat", "port-restricted-cone"), ("profile", "current")]);
-    let mut c_pc = cell(pc, Outcome::Pass, 65_000, vec![check("RB-01", Verdict::Pass, "Rebound.", vec![])]);
+    let pc = id(
+        "rebinding",
+        &[("nat", "port-restricted-cone"), ("profile", "current")],
+    );
+    let mut c_pc = cell(
+        pc,
+        Outcome::Pass,
+        65_000,
+        vec![check("RB-01", Verdict::Pass, "Rebound.", vec![])],
+    );
     c_pc.sequence = long_sequence();
     let c_pv = cell(
-        id("rebinding", &[("nat", "port-restricted-cone"), ("profile", "v01")]),
+        id(
+            "rebinding",
+            &[("nat", "port-restricted-cone"), ("profile", "v01")],
+        ),
         Outcome::Xpass,
         1200,
         vec![check("RB-01", Verdict::Pass, "Rebound.", vec![])],
     );
     let c_lc = cell(
-        id("rebinding", &[("nat", "linux-masquerade"), ("profile", "current")]),
+        id(
+            "rebinding",
+            &[("nat", "linux-masquerade"), ("profile", "current")],
+        ),
         Outcome::NotApplicable,
         0,
         vec![],
     );
     let lv = id("rebinding", &[("nat", "linux-masquerade"), ("profile", "v01")]);
-    let mut c_lv = cell(lv, Outcome::Pass, 1900, vec![check("RB-01", Verdict::Pass, "Rebound.", vec![])]);
+    let mut c_lv = cell(
+        lv,
+        Outcome::Pass,
+        1900,
+        vec![check("RB-01", Verdict::Pass, "Rebound.", vec![])],
+    );
     c_lv.artifacts = Artifacts {
         capture: Some("cells/rebinding #2/capture 1.pcapng".into()),
-        logs: [("peer-a".to_string(), "cells/rebinding #2/peer-a?.log".to_string())].into_iter().collect(),
+        logs: [("peer-a".to_string(), "cells/rebinding #2/peer-a?.log".to_string())]
+            .into_iter()
+            .collect(),
         other: vec!["cells/rebinding #2/100%.txt".into()],
     };
 
-    let mut c_smoke = cell(id("smoke", &[]), Outcome::Pass, 400, vec![check("RS-01", Verdict::Pass, "ok", vec![])]);
+    let mut c_smoke = cell(
+        id("smoke", &[]),
+        Outcome::Pass,
+        400,
+        vec![check("RS-01", Verdict::Pass, "ok", vec![])],
+    );
     c_smoke.sequence = vec![msg(0, "peer", "router", "RS", "via-router", 1)];
 
     RunReport {

@@ -1,0 +1,380 @@
+//! The check registry of `shared/spec/checks.md`: one function per check, reading only
+//! decoded captures ([`crate::conformance::decode`]) and the scenario's [`Expectations`].
+//!
+//! A check knows nothing about which implementation produced the packets. It returns N/A
+//! (with the reason) when the capture holds nothing it is about, or when it needs an
+//! expectation the scenario did not give; never PASS for the absence of evidence. Every
+//! verdict names the capture and a few representative frames (the first offending ones).
+//!
+//! Several capture points of one lab run show the same packet several times; checks judge
+//! a sender by the first sighting of its packets (its own uplink) and a receiver by the last
+//! (what arrived): see [`View`]. A field capture with a single interface has one sighting per
+//! packet, and the same code applies.
+
+mod af_ka;
+mod en;
+mod nd;
+mod rs_ra;
+#[cfg(test)]
+mod tests;
+mod view;
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use crate::conformance::decode::{self, DecodeOptions, DecodedCapture, PathKind, Profile};
+use crate::conformance::model::{CheckResult, Evidence, Verdict};
+use crate::conformance::trace::Roles;
+
+pub use view::{Peer, Rebinding, View};
+
+/// What a scenario expects; every field optional. Checks that need an absent one return N/A.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Expectations {
+    /// The configured keepalive period (KA-03, KA-05).
+    pub keepalive_period: Option<Duration>,
+    /// The configured keepalive TTL (KA-02; 3 when absent, the spec's default).
+    pub keepalive_ttl: Option<u8>,
+    /// Intervals between successive RSs; the last one repeats (RS-04).
+    pub rs_schedule: Option<Vec<Duration>>,
+    /// Expected path per peer pair (ND-05).
+    pub paths: Vec<PathExpectation>,
+    /// The NAT's UDP mapping timeout (KA-05).
+    pub nat_udp_timeout: Option<Duration>,
+    /// The negative corpus was injected (RA-07, RA-08, ND-08, EN-06; and injected frames are
+    /// not held against the implementation by the other checks).
+    pub injection: Option<Injection>,
+    /// When the scenario forced a NAT rebinding, ns since the Unix epoch (RA-09).
+    pub rebinding_at_ns: Option<u64>,
+    /// Bypass probes allowed per attempt (ND-07).
+    pub max_probes: Option<u32>,
+    /// Minimum time between failed probe attempts (ND-07).
+    pub probe_holddown: Option<Duration>,
+    /// Lab timing tolerance added to every time limit (default 100 ms).
+    pub tolerance: Option<Duration>,
+}
+
+/// An expected outcome for one pair of peers, by lane name (`peer-a`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathExpectation {
+    pub a: String,
+    pub b: String,
+    pub path: PathKind,
+}
+
+/// When and from where the negative corpus was injected.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Injection {
+    /// Start, ns since the Unix epoch (as capture timestamps).
+    pub at_ns: u64,
+    /// End, if known (else one second after the last injected-looking frame).
+    pub until_ns: Option<u64>,
+    /// The injector's IPv4 address, if it has its own; its datagrams are the injected ones.
+    pub source: Option<Ipv4Addr>,
+}
+
+/// Everything a check reads.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    pub captures: Vec<DecodedCapture>,
+    /// The profile the scenario runs (datagrams carry their own, from port or layout).
+    pub profile: Profile,
+    /// Strict mode: documented 6bed4 deviations from RFC rules FAIL instead of WARN.
+    pub strict: bool,
+    pub expect: Expectations,
+    pub roles: Roles,
+    views: Vec<view::ViewData>,
+}
+
+impl Inputs {
+    /// Analyses the captures once (packets, peers, rebindings) for all checks.
+    pub fn new(
+        captures: Vec<DecodedCapture>,
+        profile: Profile,
+        strict: bool,
+        expect: Expectations,
+    ) -> Inputs {
+        Inputs::with_roles(captures, profile, strict, expect, Roles::default())
+    }
+
+    /// Like [`Inputs::new`], naming lanes (peers) with `roles`.
+    pub fn with_roles(
+        captures: Vec<DecodedCapture>,
+        profile: Profile,
+        strict: bool,
+        expect: Expectations,
+        roles: Roles,
+    ) -> Inputs {
+        let views = captures
+            .iter()
+            .map(|c| view::ViewData::build(c, &roles, &expect))
+            .collect();
+        Inputs {
+            captures,
+            profile,
+            strict,
+            expect,
+            roles,
+            views,
+        }
+    }
+
+    /// The views of the captures, one each.
+    pub fn views(&self) -> impl Iterator<Item = View<'_>> {
+        self.captures
+            .iter()
+            .zip(&self.views)
+            .map(|(c, d)| View::new(c, d, self))
+    }
+
+    /// The lab timing tolerance.
+    pub fn tolerance_ns(&self) -> u64 {
+        self.expect
+            .tolerance
+            .map_or(100_000_000, |d| d.as_nanos().min(u128::from(u64::MAX)) as u64)
+    }
+
+    /// The verdict for a documented 6bed4 deviation: WARN, or FAIL in strict mode.
+    pub fn deviation(&self) -> Verdict {
+        if self.strict {
+            Verdict::Fail
+        } else {
+            Verdict::Warn
+        }
+    }
+}
+
+/// A check's level as `checks.md` gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Fail,
+    Warn,
+    /// WARN under the 6bed4 profile, FAIL in strict mode.
+    WarnStrictFail,
+    /// WARN for a deviation, FAIL for the MUST part.
+    WarnOrFail,
+    /// FAIL, with an INFO part (a recorded parameter).
+    FailInfo,
+}
+
+/// One entry of the registry.
+#[derive(Clone, Copy)]
+pub struct CheckDef {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub level: Level,
+    pub source: &'static str,
+    /// Whether the full check injects packets (only its passive half runs here).
+    pub injects: bool,
+    pub run: fn(&Inputs) -> CheckResult,
+}
+
+impl std::fmt::Debug for CheckDef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckDef")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one check found in one capture.
+#[derive(Debug, Clone)]
+pub(crate) struct Finding {
+    pub verdict: Verdict,
+    pub message: String,
+    pub frames: Vec<u64>,
+}
+
+impl Finding {
+    pub fn new(verdict: Verdict, message: impl Into<String>, frames: Vec<u64>) -> Finding {
+        Finding {
+            verdict,
+            message: message.into(),
+            frames,
+        }
+    }
+    pub fn na(message: impl Into<String>) -> Finding {
+        Finding::new(Verdict::NotApplicable, message, Vec::new())
+    }
+}
+
+/// Evidence keeps this many frames per capture: the first few, enough to look at.
+const MAX_FRAMES: usize = 8;
+
+/// How bad a verdict is, for combining captures and parts of one check.
+pub(crate) fn severity(v: Verdict) -> u8 {
+    match v {
+        Verdict::NotApplicable => 0,
+        Verdict::Info => 1,
+        Verdict::Pass => 2,
+        Verdict::Warn => 3,
+        Verdict::Fail => 4,
+        Verdict::Error => 5,
+    }
+}
+
+/// Runs `f` on every capture's view and combines: the worst verdict wins, its messages are
+/// kept (prefixed with the capture name when there are several).
+fn per_capture(inputs: &Inputs, id: &str, f: fn(&View<'_>) -> Finding) -> CheckResult {
+    let Some(def) = REGISTRY.iter().find(|d| d.id == id) else {
+        return CheckResult {
+            id: id.to_string(),
+            title: String::new(),
+            source: String::new(),
+            verdict: Verdict::Error,
+            message: format!("{id} is not in the registry"),
+            evidence: Vec::new(),
+        };
+    };
+    let findings: Vec<(String, Finding)> = inputs.views().map(|v| (v.cap.name.clone(), f(&v))).collect();
+    let (verdict, message) = match findings
+        .iter()
+        .map(|(_, f)| f.verdict)
+        .max_by_key(|v| severity(*v))
+    {
+        None => (Verdict::NotApplicable, "no capture to check".to_string()),
+        Some(worst) => {
+            let several = findings.len() > 1;
+            let msgs: Vec<String> = findings
+                .iter()
+                .filter(|(_, f)| f.verdict == worst)
+                .map(|(n, f)| {
+                    if several {
+                        format!("{n}: {}", f.message)
+                    } else {
+                        f.message.clone()
+                    }
+                })
+                .collect();
+            (worst, msgs.join(" "))
+        }
+    };
+    let evidence = findings
+        .into_iter()
+        .filter(|(_, f)| !f.frames.is_empty() || f.verdict == verdict)
+        .map(|(capture, f)| {
+            let mut frames = f.frames;
+            frames.sort_unstable();
+            frames.dedup();
+            frames.truncate(MAX_FRAMES);
+            Evidence {
+                capture,
+                frames,
+                note: f.message,
+            }
+        })
+        .collect();
+    CheckResult {
+        id: def.id.to_string(),
+        title: def.title.to_string(),
+        source: def.source.to_string(),
+        verdict,
+        message,
+        evidence,
+    }
+}
+
+macro_rules! registry {
+    ($( $id:literal, $title:literal, $level:ident, $source:literal, $injects:literal, $f:path; )*) => {
+        /// Every check of `checks.md`, in its order.
+        pub static REGISTRY: &[CheckDef] = &[
+            $( CheckDef {
+                id: $id,
+                title: $title,
+                level: Level::$level,
+                source: $source,
+                injects: $injects,
+                run: { fn run(i: &Inputs) -> CheckResult { per_capture(i, $id, $f) } run },
+            }, )*
+        ];
+    };
+}
+
+registry! {
+    "RS-01", "RS: hop limit 255, code 0, checksum valid, ICMPv6 length ≥ 8, no zero-length option", Fail, "RFC 4861 §4.1, §6.1.1, §4.6", false, rs_ra::rs01;
+    "RS-02", "RS: dst ff02::2 (or the router's link-local); src :: or link-local", Fail, "RFC 4861 §6.3.7", false, rs_ra::rs02;
+    "RS-03", "RS from :: carries an SLLA", WarnStrictFail, "RFC 4861 §4.1", false, rs_ra::rs03;
+    "RS-04", "RS schedule: backoff as configured; solicitation stops after a valid RA", WarnOrFail, "RFC 4861 §6.3.7, RFC 7559", false, rs_ra::rs04;
+    "RA-01", "RA: src link-local, hop limit 255, code 0, checksum valid, length ≥ 16, no zero-length option", Fail, "RFC 4861 §4.2, §6.1.2", false, rs_ra::ra01;
+    "RA-02", "RA goes back to the exact outer IPv4:port the RS came from; inner dst per profile", Fail, "6bed4", false, rs_ra::ra02;
+    "RA-03", "RA within 0.5 s (+ lab tolerance) of the RS", Warn, "RFC 4861 §6.2.6", false, rs_ra::ra03;
+    "RA-04", "PIO: L/A set, preferred ≤ valid, bits past the length zero, length per profile", Fail, "RFC 4861 §4.6.2, RFC 4862 §5.5.3", false, rs_ra::ra04;
+    "RA-05", "PIO embeds the requester's outer IPv4:port as the router saw it", Fail, "6bed4", false, rs_ra::ra05;
+    "RA-06", "Router lifetime ≤ 9000 s, reachable time ≤ 3,600,000 ms", WarnStrictFail, "RFC 4861 §6.2.1", false, rs_ra::ra06;
+    "RA-07", "Peer ignores invalid RAs: no address change", Fail, "RFC 4861 §6.1.2", true, rs_ra::ra07;
+    "RA-08", "Router ignores invalid RSs: no RA, and still answers a valid RS after", Fail, "RFC 4861 §6.1.1", true, rs_ra::ra08;
+    "RA-09", "After a NAT rebinding the router sends an RA with the new mapping; the peer stops using the old address and traffic resumes", Fail, "6bed4", false, rs_ra::ra09;
+    "AF-01", "The peer's address = advertised prefix + identifier, decoding to its outer IPv4:port as the router saw it", Fail, "6bed4", false, af_ka::af01;
+    "AF-02", "lanip ≠ 0 for peers; port valid for the profile", Fail, "6bed4", false, af_ka::af02;
+    "AF-03", "Every 6bed4 source seen in the capture is consistent with its outer IPv4:port", WarnOrFail, "derived", false, af_ka::af03;
+    "KA-01", "Keepalive: UDP payload 0 bytes, from the tunnel's own socket, to the router IPv4:port", Fail, "6bed4", false, af_ka::ka01;
+    "KA-02", "IPv4 TTL equals the configured value (3 by default)", Fail, "6bed4", false, af_ka::ka02;
+    "KA-03", "Interval ≥ configured period − tolerance; report the jitter", FailInfo, "6bed4", false, af_ka::ka03;
+    "KA-04", "No keepalives before an address is held", Warn, "6bed4", false, af_ka::ka04;
+    "KA-05", "With period < NAT UDP timeout, the peer's external mapping never changes over ≥ 3 timeouts", Fail, "purpose of keepalives", false, af_ka::ka05;
+    "ND-01", "Every NS/NA over UDP: hop limit 255, code 0, checksum valid, ICMPv6 length ≥ 24, no trailing bytes past the IPv6 payload length", Fail, "RFC 4861 §7.1", false, nd::nd01;
+    "ND-02", "Bypass NS goes directly to the IPv4:port decoded from the target; target = remote address; SLLA = sender's link-layer address", Fail, "6bed4", false, nd::nd02;
+    "ND-03", "NA: target copied, S set and unicast to the NS source, sent directly back", Fail, "RFC 4861 §7.2.4", false, nd::nd03;
+    "ND-04", "Direct data only after a matching NA; unmatched NAs ignored", Fail, "6bed4", false, nd::nd04;
+    "ND-05", "Outcome per NAT pair matches the expected table (direct vs via router), and data flows both ways", Fail, "6bed4 + spec §7", false, nd::nd05;
+    "ND-06", "Path symmetry: once direct, both directions direct", Warn, "6bed4", false, nd::nd06;
+    "ND-07", "Probe rate: no more than the configured probes per attempt; failed paths not re-probed faster than the hold-down", Fail, "RFC 4861 §7.2.2", false, nd::nd07;
+    "ND-08", "Spoofed NS/NA (source not matching outer tuple, hop limit ≠ 255, bad checksum) change nothing", Fail, "6bed4, RFC 4861", true, nd::nd08;
+    "EN-01", "UDP payload is exactly one IPv6 packet (length consistent) or empty", Fail, "6bed4", false, en::en01;
+    "EN-02", "Router drops or corrects packets whose inner source does not match the outer tuple", Fail, "6bed4", false, en::en02;
+    "EN-03", "Hop limit decremented per 6bed4 hop on data, never on ND; nothing forwarded at ≤ 1", Fail, "6bed4", false, en::en03;
+    "EN-04", "Inner packets up to 1280 bytes pass intact; larger are not silently truncated", Fail, "RFC 8200 §5", false, en::en04;
+    "EN-05", "No packet is relayed to multicast or reflected to its own sender", Fail, "6bed4", false, en::en05;
+    "EN-06", "Implementation survives the negative corpus and still serves valid traffic afterwards", Fail, "robustness", true, en::en06;
+}
+
+/// Runs every check of the registry on `inputs` (passive halves of injecting checks).
+pub fn run_passive(inputs: &Inputs) -> Vec<CheckResult> {
+    REGISTRY.iter().map(|d| (d.run)(inputs)).collect()
+}
+
+/// The check with this id, if any.
+pub fn find(id: &str) -> Option<&'static CheckDef> {
+    REGISTRY.iter().find(|d| d.id == id)
+}
+
+/// Treats `data` as a capture file, decodes it and runs every check, in normal and strict
+/// mode; the fuzz target. It must never panic, whatever the bytes.
+pub fn fuzz_decode(data: &[u8]) {
+    let Ok(cap) = decode::decode_bytes(
+        data,
+        DecodeOptions {
+            name: "fuzz".into(),
+            ..DecodeOptions::default()
+        },
+    ) else {
+        return;
+    };
+    let _ = crate::conformance::trace::render_trace(
+        &crate::conformance::trace::trace(&cap, &Roles::default()),
+        Some(100),
+    );
+    for strict in [false, true] {
+        let inputs = Inputs::new(
+            vec![cap.clone()],
+            Profile::Current,
+            strict,
+            Expectations::default(),
+        );
+        let _ = run_passive(&inputs);
+    }
+}
+
+/// A duration for messages: milliseconds below a second, else seconds.
+pub(crate) fn secs(ns: u64) -> String {
+    if ns < 1_000_000_000 {
+        format!("{:.1} ms", ns as f64 / 1e6)
+    } else {
+        format!("{:.3} s", ns as f64 / 1e9)
+    }
+}
+
+/// Duration to ns, saturating.
+pub(crate) fn dur_ns(d: Duration) -> u64 {
+    d.as_nanos().min(u128::from(u64::MAX)) as u64
+}

@@ -1,0 +1,596 @@
+//! Bypass (direct paths): ND-01..08.
+
+use std::collections::BTreeMap;
+use std::net::Ipv6Addr;
+
+use crate::conformance::decode::{addr, inner, Decoded, Endpoint, Kind, PathKind};
+use crate::conformance::model::Verdict;
+
+use super::rs_ra::{nd_problems, worst, Offences};
+use super::view::{nd_valid, View};
+use super::{dur_ns, secs, Finding};
+
+fn is_nd(r: &Decoded) -> bool {
+    r.is_tunnel() && matches!(r.icmp_type(), Some(inner::NS | inner::NA)) && r.inner.is_some()
+}
+
+/// RFC 4861 §7.1 problems of an NS or NA, plus stray bytes after it.
+fn nd_issues(r: &Decoded) -> Vec<String> {
+    let mut p = nd_problems(r, 24);
+    if r.trailing > 0 {
+        p.push(format!("{} bytes after the IPv6 packet", r.trailing));
+    }
+    match (&r.kind, &r.inner) {
+        (Kind::Na { flags, target, .. }, Some(ih)) => {
+            if flags & 0x40 != 0 && addr::is_multicast(&ih.dst) {
+                p.push(format!("Solicited flag set on an NA to {}", ih.dst));
+            }
+            if addr::is_multicast(target) {
+                p.push(format!("multicast target {target}"));
+            }
+        }
+        (Kind::Ns { target, slla }, Some(ih)) => {
+            if addr::is_multicast(target) {
+                p.push(format!("multicast target {target}"));
+            }
+            if ih.src.is_unspecified() && slla.is_some() {
+                p.push("SLLA on an NS from ::".into());
+            }
+        }
+        _ => {}
+    }
+    p
+}
+
+pub(super) fn nd01(v: &View<'_>) -> Finding {
+    let nds: Vec<&Decoded> = v.packets().map(|p| p.0).filter(|r| is_nd(r)).collect();
+    if nds.is_empty() {
+        return Finding::na("no NS or NA in this capture");
+    }
+    let mut off = Offences::default();
+    for r in &nds {
+        let p = nd_issues(r);
+        if !p.is_empty() {
+            off.add(r.frame, format!("{} {}", r.kind.label(), p.join(", ")));
+        }
+    }
+    if off.is_empty() {
+        Finding::new(
+            Verdict::Pass,
+            format!(
+                "{} NS/NA, all valid and exactly as long as their IPv6 payload length",
+                nds.len()
+            ),
+            nds.iter().take(2).map(|r| r.frame).collect(),
+        )
+    } else {
+        Finding::new(Verdict::Fail, off.text(), off.frames)
+    }
+}
+
+/// NSs that are bypass probes: between peers, not to or from the router.
+fn bypass_ns<'a>(v: &View<'a>) -> Vec<(&'a Decoded, &'a Decoded)> {
+    v.packets()
+        .filter(|(f, _)| {
+            matches!(f.kind, Kind::Ns { .. }) && f.is_tunnel() && !f.towards_router && !f.from_router
+        })
+        .collect()
+}
+
+pub(super) fn nd02(v: &View<'_>) -> Finding {
+    let nss = bypass_ns(v);
+    if nss.is_empty() {
+        return Finding::na("no bypass NS in this capture");
+    }
+    let mut off = Offences::default();
+    for (f, _) in &nss {
+        let (Kind::Ns { target, slla }, Some(ih), Some(dst)) = (&f.kind, &f.inner, f.dst()) else {
+            continue;
+        };
+        let mut p = Vec::new();
+        let want = f.profile.decode(target);
+        if want != Some(dst) {
+            let other = f.profile_other();
+            let hint = if other.decode(target) == Some(dst) {
+                format!(": that is the target decoded with the {} layout", other.name())
+            } else {
+                String::new()
+            };
+            p.push(format!(
+                "sent to {dst}, but the target {target} names {}{hint}",
+                want.map_or("nothing".into(), |w| w.to_string())
+            ));
+        }
+        if ih.dst != *target {
+            p.push(format!("inner destination {} ≠ target {target}", ih.dst));
+        }
+        let own = f.profile.decode(&ih.src).map(addr::link_layer);
+        match (slla, own) {
+            (None, _) => p.push("no Source Link-Layer Address option".into()),
+            (Some(ll), Some(own)) if *ll != own => p.push(format!(
+                "SLLA {} is not the sender's link-layer address {} (from {})",
+                addr::fmt_ll(ll),
+                addr::fmt_ll(&own),
+                ih.src
+            )),
+            _ => {}
+        }
+        if !p.is_empty() {
+            off.add(f.frame, p.join("; "));
+        }
+    }
+    if off.is_empty() {
+        Finding::new(
+            Verdict::Pass,
+            format!(
+                "{} bypass NS, each sent straight to the endpoint its target names, with the sender's SLLA",
+                nss.len()
+            ),
+            nss.iter().take(2).map(|p| p.0.frame).collect(),
+        )
+    } else {
+        Finding::new(Verdict::Fail, off.text(), off.frames)
+    }
+}
+
+/// The NS (as received) an NA (as sent) answers: the latest NS that arrived at the NA's
+/// source endpoint within 2 s before it, preferring one with the same target.
+fn answered_ns<'a>(v: &View<'a>, na: &Decoded) -> Option<(&'a Decoded, &'a Decoded)> {
+    let window = v.inputs.tolerance_ns().saturating_add(2_000_000_000);
+    let Kind::Na { target, .. } = &na.kind else {
+        return None;
+    };
+    let cands: Vec<(&Decoded, &Decoded)> = v
+        .all_packets()
+        .filter(|(_, l)| {
+            matches!(l.kind, Kind::Ns { .. })
+                && l.dst() == na.src()
+                && l.ts_ns <= na.ts_ns
+                && na.ts_ns.saturating_sub(l.ts_ns) <= window
+        })
+        .collect();
+    cands
+        .iter()
+        .rev()
+        .find(|(_, l)| matches!(&l.kind, Kind::Ns { target: t, .. } if t == target))
+        .or(cands.last())
+        .copied()
+}
+
+pub(super) fn nd03(v: &View<'_>) -> Finding {
+    let mut off = Offences::default();
+    let mut no_override = Offences::default();
+    let mut matched = 0;
+    for (na, _) in v.packets() {
+        let (Kind::Na { target, flags, .. }, Some(nah)) = (&na.kind, &na.inner) else {
+            continue;
+        };
+        let Some((_, ns)) = answered_ns(v, na) else {
+            continue;
+        };
+        let (
+            Kind::Ns {
+                target: ns_target, ..
+            },
+            Some(nsh),
+        ) = (&ns.kind, &ns.inner)
+        else {
+            continue;
+        };
+        if nsh.src.is_unspecified() {
+            continue; // DAD: the answer goes to all-nodes without S.
+        }
+        matched += 1;
+        let mut p = Vec::new();
+        if target != ns_target {
+            p.push(format!(
+                "target {target}, the NS (frame {}) asked for {ns_target}",
+                ns.frame
+            ));
+        }
+        if flags & 0x40 == 0 {
+            p.push("Solicited flag not set".into());
+        }
+        if nah.dst != nsh.src {
+            p.push(format!("sent to {}, not the NS source {}", nah.dst, nsh.src));
+        }
+        if na.dst() != ns.src() {
+            p.push(format!(
+                "went to {}, the NS came from {}",
+                na.dst().map_or("?".into(), |d| d.to_string()),
+                ns.src().map_or("?".into(), |d| d.to_string())
+            ));
+        }
+        if !p.is_empty() {
+            off.add(
+                na.frame,
+                format!("NA answering frame {}: {}", ns.frame, p.join(", ")),
+            );
+        } else if flags & 0x20 == 0 {
+            no_override.add(na.frame, format!("flags 0x{flags:02x}: no Override"));
+        }
+    }
+    if matched == 0 {
+        return Finding::na("no NA answering an NS in this capture");
+    }
+    if !off.is_empty() {
+        return Finding::new(Verdict::Fail, off.text(), off.frames);
+    }
+    if !no_override.is_empty() {
+        return Finding::new(
+            Verdict::Warn,
+            format!(
+                "NAs answer correctly, but without the Override flag, which RFC 4861 §7.2.4 says SHOULD be set: {}",
+                no_override.text()
+            ),
+            no_override.frames,
+        );
+    }
+    Finding::new(
+        Verdict::Pass,
+        format!("{matched} NA: target copied, S set, unicast to the NS source, sent straight back"),
+        Vec::new(),
+    )
+}
+
+/// Whether `na` (as received) answers a probe that its receiver sent to the NA's source
+/// with the same target, before it.
+fn matches_probe(v: &View<'_>, na: &Decoded) -> bool {
+    let Kind::Na { target, .. } = &na.kind else {
+        return false;
+    };
+    v.packets().map(|p| p.0).any(|ns| {
+        matches!(&ns.kind, Kind::Ns { target: t, .. } if t == target)
+            && ns.src() == na.dst()
+            && ns.dst() == na.src()
+            && ns.ts_ns <= na.ts_ns
+    })
+}
+
+pub(super) fn nd04(v: &View<'_>) -> Finding {
+    let direct: Vec<&Decoded> = v
+        .packets()
+        .map(|p| p.0)
+        .filter(|r| matches!(r.kind, Kind::Data { .. }) && r.path == Some(PathKind::Direct))
+        .collect();
+    if direct.is_empty() {
+        return Finding::na("no direct data in this capture");
+    }
+    let mut off = Offences::default();
+    let mut confirmed: BTreeMap<(Endpoint, Endpoint, Ipv6Addr), u64> = BTreeMap::new();
+    for (_, l) in v.packets() {
+        let (Kind::Na { target, .. }, Some(from), Some(to)) = (&l.kind, l.src(), l.dst()) else {
+            continue;
+        };
+        if nd_valid(l) && matches_probe(v, l) {
+            confirmed.entry((to, from, *target)).or_insert(l.ts_ns);
+        }
+    }
+    let mut reported = BTreeMap::new();
+    for d in &direct {
+        let (Some(from), Some(to), Some(ih)) = (d.src(), d.dst(), &d.inner) else {
+            continue;
+        };
+        let ok = confirmed.get(&(from, to, ih.dst)).is_some_and(|&t| t <= d.ts_ns);
+        if !ok && reported.insert((from, to), d.frame).is_none() {
+            off.add(
+                d.frame,
+                format!(
+                    "direct data {from} → {to} for {} with no matching NA before it",
+                    ih.dst
+                ),
+            );
+        }
+    }
+    if off.is_empty() {
+        Finding::new(
+            Verdict::Pass,
+            format!(
+                "{} direct data packet(s), each after an NA answering the sender's own probe",
+                direct.len()
+            ),
+            direct.iter().take(2).map(|r| r.frame).collect(),
+        )
+    } else {
+        Finding::new(Verdict::Fail, off.text(), off.frames)
+    }
+}
+
+/// Data packets (sender's side, not the router's relayed copies) between two peers.
+fn data_between<'a>(v: &View<'a>, a: usize, b: usize) -> Vec<&'a Decoded> {
+    let pb = &v.peers()[b];
+    v.packets()
+        .map(|p| p.0)
+        .filter(|r| {
+            matches!(r.kind, Kind::Data { .. })
+                && !r.from_router
+                && r.src().and_then(|s| v.peer_of_socket(s)) == Some(a)
+                && r.inner.is_some_and(|h| {
+                    pb.addresses.contains(&h.dst)
+                        || r.profile
+                            .decode(&h.dst)
+                            .is_some_and(|e| pb.mappings.iter().any(|m| m.1 == e))
+                })
+        })
+        .collect()
+}
+
+pub(super) fn nd05(v: &View<'_>) -> Finding {
+    let exp = &v.inputs.expect.paths;
+    if exp.is_empty() {
+        return Finding::na("no expected path per peer pair given");
+    }
+    let mut off = Offences::default();
+    let mut ok = Vec::new();
+    let mut missing = Vec::new();
+    for e in exp {
+        let find = |n: &str| v.peers().iter().position(|p| p.name == n);
+        let (Some(a), Some(b)) = (find(&e.a), find(&e.b)) else {
+            missing.push(format!("{}–{}", e.a, e.b));
+            continue;
+        };
+        for (x, y) in [(a, b), (b, a)] {
+            let (nx, ny) = (&v.peers()[x].name, &v.peers()[y].name);
+            let data = data_between(v, x, y);
+            let Some(last) = data.last() else {
+                off.add(0, format!("no data {nx} → {ny}"));
+                continue;
+            };
+            let got = last.path.unwrap_or(PathKind::ViaRouter);
+            if got != e.path {
+                off.add(
+                    last.frame,
+                    format!("{nx} → {ny} ends {}, expected {}", got.name(), e.path.name()),
+                );
+            } else {
+                ok.push(format!("{nx} → {ny} {}", got.name()));
+            }
+        }
+    }
+    off.frames.retain(|&f| f != 0);
+    if !off.examples.is_empty() {
+        return Finding::new(Verdict::Fail, off.text(), off.frames);
+    }
+    if !missing.is_empty() {
+        return Finding::new(
+            Verdict::Fail,
+            format!(
+                "peers of the expected pairs {} never sent in this capture",
+                missing.join(", ")
+            ),
+            Vec::new(),
+        );
+    }
+    Finding::new(Verdict::Pass, ok.join("; "), Vec::new())
+}
+
+pub(super) fn nd06(v: &View<'_>) -> Finding {
+    let grace = v.inputs.tolerance_ns().saturating_add(2_000_000_000);
+    // (src, dst) inner address pair → time of the first direct packet.
+    let mut direct_since: BTreeMap<(Ipv6Addr, Ipv6Addr), u64> = BTreeMap::new();
+    let mut off = Offences::default();
+    let mut pairs = 0;
+    for (f, _) in v.packets() {
+        let (Kind::Data { src, dst, .. }, Some(path)) = (&f.kind, f.path) else {
+            continue;
+        };
+        if f.from_router {
+            continue;
+        }
+        if path == PathKind::Direct {
+            if direct_since.insert((*src, *dst), f.ts_ns).is_none() {
+                pairs += 1;
+            }
+            continue;
+        }
+        let since = [direct_since.get(&(*dst, *src)), direct_since.get(&(*src, *dst))]
+            .into_iter()
+            .flatten()
+            .min()
+            .copied();
+        if let Some(t) = since.filter(|&t| f.ts_ns > t.saturating_add(grace)) {
+            if !direct_since.contains_key(&(*src, *dst)) || direct_since[&(*src, *dst)] < f.ts_ns {
+                off.add(
+                    f.frame,
+                    format!(
+                        "{src} → {dst} via the router {} after the path went direct",
+                        secs(f.ts_ns.saturating_sub(t))
+                    ),
+                );
+            }
+        }
+    }
+    if pairs == 0 {
+        return Finding::na("no direct data in this capture");
+    }
+    if off.is_empty() {
+        Finding::new(
+            Verdict::Pass,
+            format!("{pairs} direct direction(s); no return via the router after"),
+            Vec::new(),
+        )
+    } else {
+        Finding::new(Verdict::Warn, off.text(), off.frames)
+    }
+}
+
+pub(super) fn nd07(v: &View<'_>) -> Finding {
+    let Some(max) = v.inputs.expect.max_probes else {
+        return Finding::na("needs the configured number of probes per attempt");
+    };
+    let nss = bypass_ns(v);
+    if nss.is_empty() {
+        return Finding::na("no bypass NS in this capture");
+    }
+    let tol = v.inputs.tolerance_ns();
+    let holddown = v.inputs.expect.probe_holddown.map(dur_ns);
+    // An attempt: probes from one socket for one target with gaps under half the hold-down
+    // (or 2 s).
+    let gap = holddown.map_or(2_000_000_000, |h| (h / 2).max(tol));
+    let mut by_key: BTreeMap<(Endpoint, Ipv6Addr), Vec<&Decoded>> = BTreeMap::new();
+    for (f, _) in &nss {
+        if let (Some(s), Kind::Ns { target, .. }) = (f.src(), &f.kind) {
+            by_key.entry((s, *target)).or_default().push(f);
+        }
+    }
+    let mut off = Offences::default();
+    let mut attempts_n = 0;
+    for ((socket, target), probes) in &by_key {
+        let mut attempts: Vec<Vec<&Decoded>> = Vec::new();
+        for p in probes {
+            match attempts.last_mut() {
+                Some(a) if a.last().is_some_and(|l| p.ts_ns.saturating_sub(l.ts_ns) < gap) => a.push(p),
+                _ => attempts.push(vec![p]),
+            }
+        }
+        attempts_n += attempts.len();
+        for (i, a) in attempts.iter().enumerate() {
+            if a.len() > max as usize {
+                off.add(
+                    a[max as usize].frame,
+                    format!(
+                        "{} probes from {socket} for {target} in one attempt (at most {max})",
+                        a.len()
+                    ),
+                );
+            }
+            let (Some(first), Some(last)) = (a.first(), a.last()) else {
+                continue;
+            };
+            let answered = v.packets().map(|p| p.1).any(|na| {
+                matches!(&na.kind, Kind::Na { target: t, .. } if t == target)
+                    && na.dst() == Some(*socket)
+                    && na.ts_ns >= first.ts_ns
+                    && nd_valid(na)
+            });
+            if let (false, Some(h), Some(next)) = (answered, holddown, attempts.get(i + 1)) {
+                if next[0].ts_ns.saturating_add(tol) < last.ts_ns.saturating_add(h) {
+                    off.add(
+                        next[0].frame,
+                        format!(
+                            "failed path {socket} → {target} re-probed after {} (hold-down {})",
+                            secs(next[0].ts_ns.saturating_sub(last.ts_ns)),
+                            secs(h)
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    if off.is_empty() {
+        Finding::new(
+            Verdict::Pass,
+            format!(
+                "{attempts_n} probe attempt(s), none over {max} probes{}",
+                if holddown.is_some() {
+                    " or inside the hold-down"
+                } else {
+                    ""
+                }
+            ),
+            nss.iter().take(2).map(|p| p.0.frame).collect(),
+        )
+    } else {
+        Finding::new(Verdict::Fail, off.text(), off.frames)
+    }
+}
+
+/// Why an NS or NA (as received) is spoofed or invalid, if it is.
+fn spoofed(v: &View<'_>, l: &Decoded) -> Option<String> {
+    if !nd_valid(l) {
+        return Some(nd_problems(l, 24).join(", "))
+            .filter(|s| !s.is_empty())
+            .or(Some("invalid".into()));
+    }
+    let ih = l.inner?;
+    if l.from_router || !v.cap.prefixes.contains(&addr::prefix64(&ih.src)) {
+        return None;
+    }
+    let from = l.src()?;
+    (l.profile.decode(&ih.src) != Some(from)).then(|| format!("source {} does not name {from}", ih.src))
+}
+
+pub(super) fn nd08(v: &View<'_>) -> Finding {
+    let tol = v.inputs.tolerance_ns();
+    let mut bad = Vec::new();
+    for (_, l) in v.all_packets() {
+        if matches!(l.kind, Kind::Ns { .. } | Kind::Na { .. })
+            || (is_nd(l) && matches!(l.kind, Kind::Malformed { .. }))
+        {
+            if let Some(why) = spoofed(v, l) {
+                bad.push((l, why));
+            }
+        }
+    }
+    if bad.is_empty() {
+        return Finding::na(if v.inputs.expect.injection.is_some() {
+            "no spoofed or invalid NS/NA reached a node in this capture (the injection does not show)"
+        } else {
+            "no spoofed or invalid NS/NA in this capture"
+        });
+    }
+    let mut off = Offences::default();
+    let mut verdict = Verdict::Pass;
+    for (l, why) in &bad {
+        match &l.kind {
+            Kind::Ns { target, .. } => {
+                let answer = v.packets().map(|p| p.0).find(|na| {
+                    matches!(&na.kind, Kind::Na { target: t, .. } if t == target)
+                        && na.src() == l.dst()
+                        && na.dst() == l.src()
+                        && na.ts_ns >= l.ts_ns
+                        && na.ts_ns <= l.ts_ns.saturating_add(2_000_000_000).saturating_add(tol)
+                });
+                if let Some(na) = answer {
+                    verdict = worst(verdict, Verdict::Fail);
+                    off.add(
+                        na.frame,
+                        format!("NA answering the NS of frame {} ({why})", l.frame),
+                    );
+                }
+            }
+            Kind::Na { target, .. } => {
+                let (Some(from), Some(to)) = (l.src(), l.dst()) else {
+                    continue;
+                };
+                let valid_confirm = v.packets().map(|p| p.1).any(|x| {
+                    x.src() == Some(from)
+                        && x.dst() == Some(to)
+                        && nd_valid(x)
+                        && matches_probe(v, x)
+                        && spoofed(v, x).is_none()
+                });
+                let used = v.packets().map(|p| p.0).find(|d| {
+                    matches!(d.kind, Kind::Data { .. })
+                        && d.src() == Some(to)
+                        && d.dst() == Some(from)
+                        && d.ts_ns > l.ts_ns
+                        && d.inner.is_some_and(|h| h.dst == *target)
+                });
+                if let (Some(d), false) = (used, valid_confirm) {
+                    verdict = worst(verdict, Verdict::Fail);
+                    off.add(
+                        d.frame,
+                        format!("direct data after the NA of frame {} ({why})", l.frame),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    if off.is_empty() {
+        Finding::new(
+            Verdict::Pass,
+            format!(
+                "{} spoofed or invalid NS/NA arrived; none was answered or acted on",
+                bad.len()
+            ),
+            bad.iter().take(3).map(|(l, _)| l.frame).collect(),
+        )
+    } else {
+        let firsts: Vec<u64> = bad.iter().take(2).map(|(l, _)| l.frame).collect();
+        let mut frames = off.frames.clone();
+        frames.extend(firsts);
+        Finding::new(verdict, off.text(), frames)
+    }
+}

@@ -1,0 +1,1003 @@
+//! Router discovery: RS-01..04, RA-01..09.
+
+use std::collections::BTreeMap;
+use std::net::Ipv6Addr;
+
+use crate::conformance::decode::{addr, Decoded, Endpoint, Kind, Pio, Profile};
+use crate::conformance::model::Verdict;
+
+use super::view::{ra_valid, rs_valid, View};
+use super::{dur_ns, secs, Finding};
+
+/// At most this many examples are spelled out in a message.
+const EXAMPLES: usize = 3;
+
+/// Collects offending frames and a few described examples.
+#[derive(Default)]
+pub(super) struct Offences {
+    pub frames: Vec<u64>,
+    pub examples: Vec<String>,
+}
+
+impl Offences {
+    pub fn add(&mut self, frame: u64, what: String) {
+        self.frames.push(frame);
+        if self.examples.len() < EXAMPLES {
+            self.examples.push(format!("frame {frame}: {what}"));
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+    pub fn text(&self) -> String {
+        let more = self.frames.len().saturating_sub(self.examples.len());
+        let mut s = self.examples.join("; ");
+        if more > 0 {
+            s.push_str(&format!(" (and {more} more)"));
+        }
+        s
+    }
+}
+
+/// RFC 4861 validity problems of an ND message, as words (empty when valid). `min_len` is
+/// the message's minimum ICMPv6 length.
+pub(super) fn nd_problems(r: &Decoded, min_len: usize) -> Vec<String> {
+    let mut p = Vec::new();
+    let (Some(ih), Some(icmp)) = (&r.inner, &r.icmp) else {
+        p.push("not a complete ICMPv6 message".into());
+        return p;
+    };
+    if ih.hop_limit != 255 {
+        p.push(format!("hop limit {}", ih.hop_limit));
+    }
+    if icmp.code != 0 {
+        p.push(format!("code {}", icmp.code));
+    }
+    if !icmp.checksum_ok {
+        p.push("checksum invalid".into());
+    }
+    if icmp.len < min_len {
+        p.push(format!("ICMPv6 length {} < {min_len}", icmp.len));
+    }
+    if icmp.zero_len_option {
+        p.push("an option of length 0".into());
+    }
+    if icmp.option_overrun {
+        p.push("an option runs past the message".into());
+    }
+    p
+}
+
+fn first_frames<'a>(it: impl Iterator<Item = &'a Decoded>) -> Vec<u64> {
+    it.take(2).map(|r| r.frame).collect()
+}
+
+pub(super) fn rs01(v: &View<'_>) -> Finding {
+    let rss: Vec<&Decoded> = v.packets().map(|p| p.0).filter(|r| View::is_rs(r)).collect();
+    if rss.is_empty() {
+        return Finding::na("no RS in this capture");
+    }
+    let mut off = Offences::default();
+    for r in &rss {
+        let p = nd_problems(r, 8);
+        if !p.is_empty() {
+            off.add(r.frame, p.join(", "));
+        }
+    }
+    if off.is_empty() {
+        Finding::new(
+            Verdict::Pass,
+            format!(
+                "{} RS, all with hop limit 255, code 0, a valid checksum and well-formed options",
+                rss.len()
+            ),
+            first_frames(rss.into_iter()),
+        )
+    } else {
+        Finding::new(Verdict::Fail, format!("invalid RS: {}", off.text()), off.frames)
+    }
+}
+
+pub(super) fn rs02(v: &View<'_>) -> Finding {
+    let rss: Vec<&Decoded> = v.packets().map(|p| p.0).filter(|r| View::is_rs(r)).collect();
+    if rss.is_empty() {
+        return Finding::na("no RS in this capture");
+    }
+    let mut off = Offences::default();
+    for r in &rss {
+        let Some(ih) = &r.inner else { continue };
+        let all_routers: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2);
+        let dst_ok = ih.dst == all_routers || (addr::is_link_local(&ih.dst) && !addr::is_multicast(&ih.dst));
+        let src_ok = ih.src.is_unspecified() || addr::is_link_local(&ih.src);
+        if !dst_ok {
+            off.add(
+                r.frame,
+                format!(
+                    "destination {} (must be ff02::2 or the router's link-local)",
+                    ih.dst
+                ),
+            );
+        }
+        if !src_ok {
+            off.add(r.frame, format!("source {} (must be :: or link-local)", ih.src));
+        }
+    }
+    if off.is_empty() {
+        Finding::new(
+            Verdict::Pass,
+            format!(
+                "{} RS to ff02::2 (or link-local) from :: or link-local",
+                rss.len()
+            ),
+            first_frames(rss.into_iter()),
+        )
+    } else {
+        Finding::new(Verdict::Fail, off.text(), off.frames)
+    }
+}
+
+pub(super) fn rs03(v: &View<'_>) -> Finding {
+    let from_unspec: Vec<&Decoded> = v
+        .packets()
+        .map(|p| p.0)
+        .filter(|r| View::is_rs(r) && r.inner.is_some_and(|h| h.src.is_unspecified()))
+        .collect();
+    if from_unspec.is_empty() {
+        return Finding::na("no RS from :: in this capture");
+    }
+    let with: Vec<&Decoded> = from_unspec
+        .iter()
+        .copied()
+        .filter(|r| {
+            r.icmp
+                .as_ref()
+                .is_some_and(|i| i.options.iter().any(|o| o.kind == 1))
+        })
+        .collect();
+    if with.is_empty() {
+        return Finding::new(
+            Verdict::Pass,
+            format!(
+                "{} RS from ::, none with a Source Link-Layer Address option",
+                from_unspec.len()
+            ),
+            first_frames(from_unspec.into_iter()),
+        );
+    }
+    let value = match with[0].kind {
+        Kind::Rs { slla: Some(ll) } => format!(" (value {})", addr::fmt_ll(&ll)),
+        _ => String::new(),
+    };
+    Finding::new(
+        v.inputs.deviation(),
+        format!(
+            "{} of {} RS from :: carry a Source Link-Layer Address option{value}, which RFC 4861 §4.1 forbids \
+             when the source is unspecified (a documented 6bed4 deviation)",
+            with.len(),
+            from_unspec.len()
+        ),
+        with.iter().map(|r| r.frame).collect(),
+    )
+}
+
+pub(super) fn rs04(v: &View<'_>) -> Finding {
+    let tol = v.inputs.tolerance_ns();
+    // RSs per sending socket.
+    let mut by_socket: BTreeMap<Endpoint, Vec<&Decoded>> = BTreeMap::new();
+    for (f, _) in v.packets() {
+        if View::is_rs(f) {
+            if let Some(s) = f.src() {
+                by_socket.entry(s).or_default().push(f);
+            }
+        }
+    }
+    if by_socket.is_empty() {
+        return Finding::na("no RS in this capture");
+    }
+    let schedule = v.inputs.expect.rs_schedule.as_ref();
+    let mut verdict = Verdict::Pass;
+    let mut notes = Vec::new();
+    let mut frames = Vec::new();
+    let mut any_ra = false;
+    for (socket, rss) in &by_socket {
+        let peer = v.peer_of_socket(*socket).and_then(|i| v.peers().get(i));
+        let ras: Vec<u64> = peer
+            .map(|p| p.ras.iter().map(|r| r.0).collect())
+            .unwrap_or_default();
+        let first_ra = ras.first().copied();
+        any_ra |= first_ra.is_some();
+        let before: Vec<&&Decoded> = rss
+            .iter()
+            .filter(|r| first_ra.is_none_or(|t| r.ts_ns <= t))
+            .collect();
+        let gaps: Vec<u64> = before
+            .windows(2)
+            .map(|w| w[1].ts_ns.saturating_sub(w[0].ts_ns))
+            .collect();
+        let shown: Vec<String> = gaps.iter().map(|g| format!("{:.1}", *g as f64 / 1e9)).collect();
+        let name = peer.map_or_else(|| socket.to_string(), |p| p.name.clone());
+        if !gaps.is_empty() {
+            notes.push(format!("{name}: RS intervals {} s", shown.join(", ")));
+        }
+        // Backoff as configured.
+        if let Some(s) = schedule.filter(|s| !s.is_empty()) {
+            for (i, g) in gaps.iter().enumerate() {
+                let want = dur_ns(s[i.min(s.len() - 1)]);
+                let slack = tol.max(want / 10);
+                if g.abs_diff(want) > slack {
+                    verdict = worst(verdict, Verdict::Warn);
+                    frames.push(before[i + 1].frame);
+                    notes.push(format!(
+                        "{name}: RS interval {} where the schedule says {}",
+                        secs(*g),
+                        secs(want)
+                    ));
+                    break;
+                }
+            }
+        }
+        // Stops after a valid RA: an RS while holding a fresh address continues the schedule.
+        let window = schedule
+            .and_then(|s| s.last())
+            .map(|d| dur_ns(*d))
+            .or_else(|| gaps.iter().copied().max())
+            .unwrap_or(30_000_000_000)
+            .max(1_000_000_000)
+            .saturating_mul(4);
+        let continuing: Vec<&&Decoded> =
+            rss.iter()
+                .filter(|r| {
+                    ras.iter().rev().find(|&&t| t <= r.ts_ns).is_some_and(|&t| {
+                        r.ts_ns > t.saturating_add(tol) && r.ts_ns < t.saturating_add(window)
+                    })
+                })
+                .collect();
+        match continuing.len() {
+            0 => {}
+            1 => {
+                verdict = worst(verdict, Verdict::Warn);
+                frames.push(continuing[0].frame);
+                notes.push(format!(
+                    "{name}: one RS after a valid RA (frame {})",
+                    continuing[0].frame
+                ));
+            }
+            n => {
+                verdict = worst(verdict, Verdict::Fail);
+                frames.extend(continuing.iter().take(3).map(|r| r.frame));
+                notes.push(format!(
+                    "{name}: {n} RS after a valid RA: solicitation did not stop (frames {})",
+                    continuing
+                        .iter()
+                        .take(3)
+                        .map(|r| r.frame.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+        if let (Some(t), true) = (first_ra, continuing.is_empty()) {
+            notes.push(format!(
+                "{name}: no RS after the RA at {}",
+                secs(t.saturating_sub(v.t0()))
+            ));
+        }
+    }
+    if !any_ra && verdict == Verdict::Pass {
+        if schedule.is_none() {
+            return Finding::new(
+                Verdict::Info,
+                format!(
+                    "no valid RA reached a soliciting peer; no schedule expected. {}",
+                    notes.join("; ")
+                ),
+                frames,
+            );
+        }
+        notes.push("no valid RA: whether solicitation stops is not shown".into());
+    }
+    if schedule.is_none() {
+        notes.push("backoff not judged (no schedule expected)".into());
+    }
+    if frames.is_empty() {
+        frames = by_socket
+            .values()
+            .flat_map(|v| v.iter().take(2).map(|r| r.frame))
+            .collect();
+    }
+    Finding::new(verdict, notes.join("; "), frames)
+}
+
+pub(super) fn worst(a: Verdict, b: Verdict) -> Verdict {
+    if super::severity(b) > super::severity(a) {
+        b
+    } else {
+        a
+    }
+}
+
+pub(super) fn ra01(v: &View<'_>) -> Finding {
+    let ras: Vec<&Decoded> = v.packets().map(|p| p.0).filter(|r| View::is_ra(r)).collect();
+    if ras.is_empty() {
+        return Finding::na("no RA in this capture");
+    }
+    let mut off = Offences::default();
+    for r in &ras {
+        let mut p = nd_problems(r, 16);
+        if let Some(ih) = &r.inner {
+            if !addr::is_link_local(&ih.src) {
+                p.insert(0, format!("source {} is not link-local", ih.src));
+            }
+        }
+        if !p.is_empty() {
+            off.add(r.frame, p.join(", "));
+        }
+    }
+    if off.is_empty() {
+        Finding::new(
+            Verdict::Pass,
+            format!(
+                "{} RA, all from a link-local source with hop limit 255, code 0 and a valid checksum",
+                ras.len()
+            ),
+            first_frames(ras.into_iter()),
+        )
+    } else {
+        Finding::new(Verdict::Fail, format!("invalid RA: {}", off.text()), off.frames)
+    }
+}
+
+/// An RA the router sent in answer to an RS: (RS as the router saw it, RA as it sent it).
+pub(super) struct Answer<'a> {
+    pub rs: &'a Decoded,
+    pub ra: &'a Decoded,
+}
+
+/// Pairs router RAs with the RSs they answer: an RA to endpoint E answers E's latest
+/// pending RS. Returns the pairs, RAs that went to an endpoint with no pending RS while
+/// another endpoint's RS was pending (misdirected), and unsolicited RAs.
+pub(super) fn answers<'a>(
+    v: &View<'a>,
+) -> (Vec<Answer<'a>>, Vec<(&'a Decoded, &'a Decoded)>, Vec<&'a Decoded>) {
+    let window = v.inputs.tolerance_ns().saturating_add(2_000_000_000);
+    let mut pending: BTreeMap<Endpoint, &'a Decoded> = BTreeMap::new();
+    let (mut pairs, mut wrong, mut unsolicited) = (Vec::new(), Vec::new(), Vec::new());
+    for (f, l) in v.packets() {
+        if View::is_rs(f) && l.towards_router && rs_valid(l) {
+            if let Some(s) = l.src() {
+                pending.insert(s, l);
+            }
+        } else if View::is_ra(f) && f.from_router {
+            let Some(to) = f.dst() else { continue };
+            if let Some(rs) = pending.remove(&to) {
+                pairs.push(Answer { rs, ra: f });
+            } else if let Some((&k, &rs)) = pending
+                .iter()
+                .filter(|(_, rs)| f.ts_ns.saturating_sub(rs.ts_ns) <= window)
+                .max_by_key(|(_, rs)| rs.ts_ns)
+            {
+                pending.remove(&k);
+                wrong.push((rs, f));
+            } else {
+                unsolicited.push(f);
+            }
+        }
+    }
+    (pairs, wrong, unsolicited)
+}
+
+pub(super) fn ra02(v: &View<'_>) -> Finding {
+    let (pairs, wrong, _) = answers(v);
+    if pairs.is_empty() && wrong.is_empty() {
+        return Finding::na("no RA answering an RS in this capture");
+    }
+    let mut off = Offences::default();
+    for (rs, ra) in &wrong {
+        off.add(
+            ra.frame,
+            format!(
+                "RA to {}, but the RS (frame {}) came from {}",
+                ra.dst().map_or("?".into(), |d| d.to_string()),
+                rs.frame,
+                rs.src().map_or("?".into(), |d| d.to_string())
+            ),
+        );
+    }
+    for Answer { rs, ra } in &pairs {
+        let (Some(rsh), Kind::Ra { dst, .. }) = (&rs.inner, &ra.kind) else {
+            continue;
+        };
+        let requester = ra.dst();
+        let ok = match ra.profile {
+            Profile::Current => {
+                let all_nodes = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+                *dst == all_nodes || (!rsh.src.is_unspecified() && *dst == rsh.src)
+            }
+            Profile::V01 => addr::is_link_local(dst) && addr::decode_v(dst) == requester,
+        };
+        if !ok {
+            let want = match ra.profile {
+                Profile::Current => "ff02::1".to_string(),
+                Profile::V01 => requester.map_or("fe80::<IID>".into(), |r| {
+                    addr::encode_v(&Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), r).to_string()
+                }),
+            };
+            off.add(
+                ra.frame,
+                format!(
+                    "inner destination {dst}, the {} profile needs {want}",
+                    ra.profile.name()
+                ),
+            );
+        }
+    }
+    if off.is_empty() {
+        let p = &pairs[0];
+        Finding::new(
+            Verdict::Pass,
+            format!(
+                "{} RA went back to the outer IPv4:port of the RS they answer (e.g. {}) with the profile's inner destination",
+                pairs.len(),
+                p.rs.src().map_or("?".into(), |s| s.to_string())
+            ),
+            vec![p.rs.frame, p.ra.frame],
+        )
+    } else {
+        Finding::new(Verdict::Fail, off.text(), off.frames)
+    }
+}
+
+pub(super) fn ra03(v: &View<'_>) -> Finding {
+    let (pairs, _, _) = answers(v);
+    if pairs.is_empty() {
+        return Finding::na("no RA answering an RS in this capture");
+    }
+    let limit = v.inputs.tolerance_ns().saturating_add(500_000_000);
+    let mut off = Offences::default();
+    let mut max = 0u64;
+    for Answer { rs, ra } in &pairs {
+        let d = ra.ts_ns.saturating_sub(rs.ts_ns);
+        max = max.max(d);
+        if d > limit {
+            off.add(
+                ra.frame,
+                format!("RA {} after the RS (frame {})", secs(d), rs.frame),
+            );
+        }
+    }
+    if off.is_empty() {
+        Finding::new(
+            Verdict::Pass,
+            format!("{} RA, the slowest {} after its RS", pairs.len(), secs(max)),
+            vec![pairs[0].rs.frame, pairs[0].ra.frame],
+        )
+    } else {
+        Finding::new(
+            Verdict::Warn,
+            format!("slower than 0.5 s: {}", off.text()),
+            off.frames,
+        )
+    }
+}
+
+/// The router's RAs (sender's side), without injected ones.
+fn router_ras<'a>(v: &View<'a>) -> Vec<&'a Decoded> {
+    v.packets()
+        .map(|p| p.0)
+        .filter(|r| View::is_ra(r) && r.from_router)
+        .collect()
+}
+
+/// The PIO that carries the requester's mapping: the first with L and A set, else the first.
+pub(super) fn mapping_pio(prefixes: &[Pio]) -> Option<&Pio> {
+    prefixes
+        .iter()
+        .find(|p| p.on_link && p.autonomous)
+        .or(prefixes.first())
+}
+
+pub(super) fn ra04(v: &View<'_>) -> Finding {
+    let ras = router_ras(v);
+    if ras.is_empty() {
+        return Finding::na("no RA from the router in this capture");
+    }
+    let mut off = Offences::default();
+    let mut checked = 0;
+    for r in &ras {
+        let Kind::Ra { prefixes, .. } = &r.kind else {
+            continue;
+        };
+        checked += 1;
+        let Some(first) = prefixes.first() else {
+            off.add(r.frame, "no Prefix Information option".into());
+            continue;
+        };
+        let mut p = Vec::new();
+        if !(first.on_link && first.autonomous) {
+            p.push(format!(
+                "first PIO without L and A ({}{})",
+                if first.on_link { "L" } else { "-" },
+                if first.autonomous { "A" } else { "-" }
+            ));
+        }
+        let want = r.profile.pio_len();
+        if first.len != want {
+            p.push(format!(
+                "first PIO length {} (the {} profile uses {want})",
+                first.len,
+                r.profile.name()
+            ));
+        }
+        for pio in prefixes {
+            if pio.preferred > pio.valid {
+                p.push(format!(
+                    "preferred lifetime {} > valid {}",
+                    pio.preferred, pio.valid
+                ));
+            }
+            if pio.len > 128 {
+                p.push(format!("prefix length {}", pio.len));
+            } else if !bits_past_zero(&pio.prefix, pio.len) {
+                p.push(format!("{}/{} has bits set past the length", pio.prefix, pio.len));
+            }
+        }
+        if !p.is_empty() {
+            off.add(r.frame, p.join(", "));
+        }
+    }
+    if checked == 0 {
+        return Finding::na("no well-formed RA from the router in this capture");
+    }
+    if off.is_empty() {
+        Finding::new(
+            Verdict::Pass,
+            format!(
+                "{checked} RA: PIO with L and A, preferred ≤ valid, clean prefix bits, length per profile"
+            ),
+            first_frames(ras.into_iter()),
+        )
+    } else {
+        Finding::new(Verdict::Fail, off.text(), off.frames)
+    }
+}
+
+/// Whether every bit of `a` from `len` on is zero.
+pub(super) fn bits_past_zero(a: &Ipv6Addr, len: u8) -> bool {
+    let v = u128::from_be_bytes(a.octets());
+    let len = u32::from(len.min(128));
+    len == 128 || v & (u128::MAX >> len) == 0
+}
+
+/// The endpoint an RA gives its requester: PIO in layout C (`current`), the destination's
+/// IID in layout V (`v01`).
+pub(super) fn ra_mapping(r: &Decoded) -> Option<Endpoint> {
+    let Kind::Ra { prefixes, dst, .. } = &r.kind else {
+        return None;
+    };
+    match r.profile {
+        Profile::Current => mapping_pio(prefixes).map(|p| addr::decode_c(&p.prefix).0),
+        Profile::V01 => addr::decode_v(dst),
+    }
+}
+
+/// Why `named` is not `want`: a hint for the common misencodings.
+pub(super) fn mismatch_hint(a: &Ipv6Addr, want: Endpoint, profile: Profile) -> String {
+    let other = match profile {
+        Profile::Current => Profile::V01,
+        Profile::V01 => Profile::Current,
+    };
+    if other.decode(a) == Some(want) {
+        format!(" (it does in the {} layout)", other.name())
+    } else if addr::loosely_names(a, want) {
+        " (the IPv4 octets stand verbatim in bytes 8..11; layout C moves the first octet's two low bits to byte 14)".into()
+    } else {
+        String::new()
+    }
+}
+
+pub(super) fn ra05(v: &View<'_>) -> Finding {
+    let ras = router_ras(v);
+    if ras.is_empty() {
+        return Finding::na("no RA from the router in this capture");
+    }
+    let mut off = Offences::default();
+    let mut ok = Vec::new();
+    let mut behind_nat = 0;
+    for r in &ras {
+        let (Some(to), Some(named)) = (r.dst(), ra_mapping(r)) else {
+            if let Kind::Ra { .. } = r.kind {
+                off.add(
+                    r.frame,
+                    "no mapping in the RA (no PIO / no layout V destination)".into(),
+                );
+            }
+            continue;
+        };
+        if named == to {
+            ok.push(r.frame);
+            continue;
+        }
+        if r.sightings == 1 && addr::is_private_v4(*to.ip()) && !addr::is_private_v4(*named.ip()) {
+            behind_nat += 1;
+            continue;
+        }
+        let carrier = match (&r.kind, r.profile) {
+            (Kind::Ra { prefixes, .. }, Profile::Current) => mapping_pio(prefixes).map(|p| p.prefix),
+            (Kind::Ra { dst, .. }, Profile::V01) => Some(*dst),
+            _ => None,
+        };
+        let hint = carrier
+            .map(|a| mismatch_hint(&a, to, r.profile))
+            .unwrap_or_default();
+        off.add(
+            r.frame,
+            format!(
+                "{} names {named} in layout {}, the RA went to {to}{hint}",
+                carrier.map_or("the RA".into(), |a| a.to_string()),
+                if r.profile == Profile::Current { "C" } else { "V" },
+            ),
+        );
+    }
+    if !off.is_empty() {
+        return Finding::new(Verdict::Fail, off.text(), off.frames);
+    }
+    if ok.is_empty() {
+        return Finding::na(format!(
+            "{behind_nat} RA seen only behind a NAT: the router's view of the mapping is not in this capture"
+        ));
+    }
+    Finding::new(
+        Verdict::Pass,
+        format!(
+            "{} RA embed exactly the outer IPv4:port they were sent to",
+            ok.len()
+        ),
+        ok.into_iter().take(2).collect(),
+    )
+}
+
+pub(super) fn ra06(v: &View<'_>) -> Finding {
+    let ras = router_ras(v);
+    let mut off = Offences::default();
+    let mut n = 0;
+    let mut facts = Vec::new();
+    for r in &ras {
+        let Kind::Ra {
+            lifetimes, prefixes, ..
+        } = &r.kind
+        else {
+            continue;
+        };
+        n += 1;
+        let mut p = Vec::new();
+        if lifetimes.router > 9000 {
+            p.push(format!("router lifetime {} s > 9000", lifetimes.router));
+        }
+        if lifetimes.reachable_ms > 3_600_000 {
+            p.push(format!(
+                "reachable time {} ms > 3,600,000",
+                lifetimes.reachable_ms
+            ));
+        }
+        if !p.is_empty() {
+            off.add(r.frame, p.join(", "));
+        }
+        if facts.is_empty() {
+            facts.push(format!("retrans timer {} ms", lifetimes.retrans_ms));
+            if prefixes.iter().any(|p| p.valid == u32::MAX) {
+                facts.push("infinite PIO lifetimes".into());
+            }
+        }
+    }
+    if n == 0 {
+        return Finding::na("no RA from the router in this capture");
+    }
+    if off.is_empty() {
+        Finding::new(
+            Verdict::Pass,
+            format!("{n} RA within RFC 4861 §6.2.1 limits ({})", facts.join(", ")),
+            first_frames(ras.into_iter()),
+        )
+    } else {
+        Finding::new(
+            v.inputs.deviation(),
+            format!(
+                "outside RFC 4861 §6.2.1 limits: {} (also {})",
+                off.text(),
+                facts.join(", ")
+            ),
+            off.frames,
+        )
+    }
+}
+
+/// Whether address `a` is one the RA `r` advertises (same /64 and, in `current`, the same
+/// embedded mapping).
+pub(super) fn advertised_by(a: &Ipv6Addr, r: &Decoded) -> bool {
+    let Kind::Ra { prefixes, dst, .. } = &r.kind else {
+        return false;
+    };
+    prefixes.iter().any(|p| {
+        if addr::prefix64(a) != addr::prefix64(&p.prefix) {
+            return false;
+        }
+        match r.profile {
+            Profile::Current => addr::decode_c(a).0 == addr::decode_c(&p.prefix).0,
+            Profile::V01 => a.octets()[8..] == dst.octets()[8..],
+        }
+    })
+}
+
+pub(super) fn ra07(v: &View<'_>) -> Finding {
+    let tol = v.inputs.tolerance_ns();
+    let mut invalid = Vec::new();
+    for (f, l) in v.all_packets() {
+        if View::is_ra(f) && !ra_valid(f) {
+            if let Some(p) = l.dst().and_then(|d| v.peer_of_endpoint(d)) {
+                invalid.push((f, l, p));
+            }
+        }
+    }
+    if invalid.is_empty() {
+        let why = if v.inputs.expect.injection.is_some() {
+            "no invalid RA reached a peer in this capture (the injection does not show)"
+        } else {
+            "no invalid RA in this capture (no injection)"
+        };
+        return Finding::na(why);
+    }
+    let mut off = Offences::default();
+    for (f, l, p) in &invalid {
+        let peer = &v.peers()[*p];
+        let valid_before: Vec<&Decoded> = peer
+            .ras
+            .iter()
+            .filter(|(t, _)| *t <= l.ts_ns)
+            .filter_map(|(_, i)| v.records().get(*i))
+            .collect();
+        // (a) No address from the invalid RA, unless a valid RA advertises it too.
+        for (s, _) in v.packets() {
+            let Some(ih) = &s.inner else { continue };
+            if s.ts_ns <= l.ts_ns.saturating_add(tol) || s.src().and_then(|e| v.peer_of_socket(e)) != Some(*p)
+            {
+                continue;
+            }
+            let legit = peer
+                .ras
+                .iter()
+                .filter_map(|(_, i)| v.records().get(*i))
+                .any(|ra| advertised_by(&ih.src, ra));
+            if advertised_by(&ih.src, f) && !legit {
+                off.add(
+                    s.frame,
+                    format!(
+                        "{} uses {} from the invalid RA of frame {}",
+                        peer.name, ih.src, f.frame
+                    ),
+                );
+                break;
+            }
+        }
+        // (b) Without an address, it must keep soliciting rather than act on it.
+        if valid_before.is_empty() {
+            let next_valid = peer
+                .ras
+                .iter()
+                .map(|r| r.0)
+                .find(|&t| t > l.ts_ns)
+                .unwrap_or(u64::MAX);
+            let acted = v.packets().map(|p| p.0).find(|s| {
+                s.ts_ns > l.ts_ns.saturating_add(tol)
+                    && s.ts_ns < next_valid
+                    && s.src().and_then(|e| v.peer_of_socket(e)) == Some(*p)
+                    && matches!(s.kind, Kind::Keepalive | Kind::Data { .. })
+            });
+            if let Some(s) = acted {
+                off.add(
+                    s.frame,
+                    format!(
+                        "{} had no address, got the invalid RA of frame {} and then sent {} without a valid RA",
+                        peer.name,
+                        f.frame,
+                        s.kind.label()
+                    ),
+                );
+            }
+        }
+    }
+    if off.is_empty() {
+        Finding::new(
+            Verdict::Pass,
+            format!(
+                "{} invalid RA reached peers; none changed their address",
+                invalid.len()
+            ),
+            invalid.iter().take(3).map(|(f, ..)| f.frame).collect(),
+        )
+    } else {
+        Finding::new(Verdict::Fail, off.text(), off.frames)
+    }
+}
+
+pub(super) fn ra08(v: &View<'_>) -> Finding {
+    let tol = v.inputs.tolerance_ns();
+    let invalid: Vec<&Decoded> = v
+        .all_packets()
+        .map(|p| p.1)
+        .filter(|l| View::is_rs(l) && l.towards_router && !rs_valid(l))
+        .collect();
+    if invalid.is_empty() {
+        return Finding::na(if v.inputs.expect.injection.is_some() {
+            "no invalid RS reached the router in this capture (the injection does not show)"
+        } else {
+            "no invalid RS in this capture (no injection)"
+        });
+    }
+    let routers_ras: Vec<&Decoded> = v
+        .all_packets()
+        .map(|p| p.0)
+        .filter(|r| View::is_ra(r) && r.from_router)
+        .collect();
+    let valid_rs: Vec<&Decoded> = v
+        .packets()
+        .map(|p| p.1)
+        .filter(|l| View::is_rs(l) && l.towards_router && rs_valid(l))
+        .collect();
+    let mut off = Offences::default();
+    for rs in &invalid {
+        let Some(from) = rs.src() else { continue };
+        let ambiguous = valid_rs
+            .iter()
+            .any(|x| x.src() == Some(from) && x.ts_ns.abs_diff(rs.ts_ns) <= 2_000_000_000);
+        if ambiguous {
+            continue;
+        }
+        if let Some(ra) = routers_ras.iter().find(|ra| {
+            ra.dst() == Some(from)
+                && ra.ts_ns >= rs.ts_ns
+                && ra.ts_ns <= rs.ts_ns.saturating_add(1_000_000_000).saturating_add(tol)
+        }) {
+            off.add(
+                ra.frame,
+                format!(
+                    "RA answering the invalid RS of frame {} ({})",
+                    rs.frame,
+                    nd_problems(rs, 8).join(", ")
+                ),
+            );
+        }
+    }
+    let last_invalid = invalid.iter().map(|r| r.ts_ns).max().unwrap_or(0);
+    let after = valid_rs.iter().find(|x| x.ts_ns > last_invalid);
+    let mut note = String::new();
+    match after {
+        Some(x) => {
+            let answered = routers_ras.iter().any(|ra| {
+                ra.dst() == x.src()
+                    && ra.ts_ns >= x.ts_ns
+                    && ra.ts_ns <= x.ts_ns.saturating_add(2_000_000_000).saturating_add(tol)
+            });
+            if !answered {
+                off.add(x.frame, "the valid RS after the invalid ones got no RA".into());
+            } else {
+                note = format!("; the valid RS of frame {} after them was answered", x.frame);
+            }
+        }
+        None => note = "; no valid RS after them, so the second half is not shown".into(),
+    }
+    if off.is_empty() {
+        Finding::new(
+            Verdict::Pass,
+            format!("{} invalid RS got no RA{note}", invalid.len()),
+            invalid.iter().take(3).map(|r| r.frame).collect(),
+        )
+    } else {
+        Finding::new(Verdict::Fail, off.text(), off.frames)
+    }
+}
+
+pub(super) fn ra09(v: &View<'_>) -> Finding {
+    let tol = v.inputs.tolerance_ns();
+    let rebinds = v.rebindings();
+    if rebinds.is_empty() {
+        return Finding::na(match v.inputs.expect.rebinding_at_ns {
+            Some(t) => format!(
+                "a rebinding was expected at {}, but no peer's mapping changed in this capture",
+                secs(t.saturating_sub(v.t0()))
+            ),
+            None => "no NAT rebinding in this capture".into(),
+        });
+    }
+    let mut off = Offences::default();
+    let mut good = Vec::new();
+    for rb in rebinds {
+        let Some(peer) = v.peers().get(rb.peer) else {
+            continue;
+        };
+        // The first packet from the new mapping that still carries an old source.
+        let trigger = v.packets().map(|p| p.1).find(|l| {
+            l.ts_ns >= rb.at_ns
+                && l.towards_router
+                && l.src() == Some(rb.new)
+                && l.inner.is_some_and(|h| {
+                    v.cap.prefixes.contains(&addr::prefix64(&h.src))
+                        && l.profile.decode(&h.src) != Some(rb.new)
+                })
+        });
+        let Some(trigger) = trigger else {
+            off.add(
+                rb.frame,
+                format!(
+                    "{} moved from {} to {}, but no packet with its old address reached the router afterwards, so no RA could move it (and no traffic resumed)",
+                    peer.name, rb.old, rb.new
+                ),
+            );
+            continue;
+        };
+        let ra = v.packets().find(|(f, _)| {
+            View::is_ra(f)
+                && f.from_router
+                && f.dst() == Some(rb.new)
+                && f.ts_ns >= trigger.ts_ns
+                && f.ts_ns <= trigger.ts_ns.saturating_add(1_000_000_000).saturating_add(tol)
+        });
+        let Some((ra_f, ra_l)) = ra else {
+            off.add(
+                trigger.frame,
+                format!("no RA to the new mapping {} after the stale packet", rb.new),
+            );
+            continue;
+        };
+        if ra_mapping(ra_f) != Some(rb.new) {
+            off.add(
+                ra_f.frame,
+                format!("the RA to {} does not carry the new mapping", rb.new),
+            );
+            continue;
+        }
+        let grace = ra_l.ts_ns.saturating_add(1_000_000_000).saturating_add(tol);
+        let stale = v.packets().map(|p| p.0).find(|s| {
+            s.ts_ns > grace
+                && s.src().and_then(|e| v.peer_of_socket(e)) == Some(rb.peer)
+                && s.inner.is_some_and(|h| {
+                    v.cap.prefixes.contains(&addr::prefix64(&h.src))
+                        && s.profile.decode(&h.src) == Some(rb.old)
+                })
+        });
+        if let Some(s) = stale {
+            off.add(
+                s.frame,
+                format!(
+                    "{} still uses its old address (naming {}) after the RA of frame {} moved it to {}",
+                    peer.name, rb.old, ra_f.frame, rb.new
+                ),
+            );
+            continue;
+        }
+        let resumed = v.packets().map(|p| p.0).find(|s| {
+            s.ts_ns > ra_l.ts_ns
+                && matches!(s.kind, Kind::Data { .. })
+                && s.src().and_then(|e| v.peer_of_socket(e)) == Some(rb.peer)
+                && s.inner.is_some_and(|h| s.profile.decode(&h.src) == Some(rb.new))
+        });
+        match resumed {
+            Some(s) => good.push(format!(
+                "{}: {} → {}, RA frame {}, traffic from the new address at frame {}",
+                peer.name, rb.old, rb.new, ra_f.frame, s.frame
+            )),
+            None => off.add(
+                ra_f.frame,
+                format!("{} sent no data from its new address after the RA", peer.name),
+            ),
+        }
+    }
+    if off.is_empty() {
+        Finding::new(
+            Verdict::Pass,
+            good.join("; "),
+            rebinds.iter().map(|r| r.frame).collect(),
+        )
+    } else {
+        Finding::new(Verdict::Fail, off.text(), off.frames)
+    }
+}

@@ -1,0 +1,7 @@
+//! Tests of the decoder and checks together: hand-made exchanges per check, the real
+//! captures of `shared/captures/`, traces, and robustness against arbitrary bytes.
+
+mod build;
+mod props;
+mod real;
+mod synthetic;

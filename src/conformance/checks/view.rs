@@ -1,0 +1,363 @@
+//! One analysis of a decoded capture shared by all checks: which sighting of each packet is
+//! the sender's and which the receiver's, who the peers are (their sockets, their external
+//! mappings as the router saw them, the addresses they use), which RAs gave them addresses,
+//! and where a mapping changed (a NAT rebinding).
+
+use std::collections::BTreeMap;
+use std::net::Ipv6Addr;
+
+use crate::capture::Direction;
+use crate::conformance::decode::{addr, inner, Decoded, DecodedCapture, Endpoint, Kind, Layer};
+use crate::conformance::trace::Roles;
+
+use super::{Expectations, Inputs};
+
+/// A peer: one tunnel socket (or, in a capture taken only at the router, the sockets
+/// linked by the 6bed4 address they keep using across a rebinding).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// The lane name: the node whose uplink its packets left by, a role, or `peer-N`.
+    pub name: String,
+    /// Source endpoints of its packets at their first sighting.
+    pub sockets: Vec<Endpoint>,
+    /// Its external mapping as the router saw it, each time it changed: (ns, endpoint, frame).
+    pub mappings: Vec<(u64, Endpoint, u64)>,
+    /// Inner source addresses it used (6bed4 prefixes only), in order of first use.
+    pub addresses: Vec<Ipv6Addr>,
+    /// Valid RAs from the router that reached it: (arrival ns, record index).
+    pub ras: Vec<(u64, usize)>,
+}
+
+impl Peer {
+    /// When it first held an address (the first valid RA's arrival), if seen.
+    pub fn address_since(&self) -> Option<u64> {
+        self.ras.first().map(|r| r.0)
+    }
+}
+
+/// A change of a peer's external mapping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rebinding {
+    pub peer: usize,
+    pub at_ns: u64,
+    pub old: Endpoint,
+    pub new: Endpoint,
+    /// The first frame from the new mapping.
+    pub frame: u64,
+}
+
+/// The analysis, stored by index so that [`Inputs`] can own it next to the captures.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ViewData {
+    /// Per packet: record index of the first and last tunnel sighting (usize::MAX if none).
+    first: Vec<usize>,
+    last: Vec<usize>,
+    injected: Vec<bool>,
+    peers: Vec<Peer>,
+    socket_peer: BTreeMap<Endpoint, usize>,
+    rebindings: Vec<Rebinding>,
+}
+
+/// A capture and its analysis.
+#[derive(Debug, Clone, Copy)]
+pub struct View<'a> {
+    pub cap: &'a DecodedCapture,
+    data: &'a ViewData,
+    pub inputs: &'a Inputs,
+}
+
+/// Whether an RA is one a peer may accept (RFC 4861 §6.1.2 plus the 6bed4 outer source).
+pub fn ra_valid(r: &Decoded) -> bool {
+    let Some(ih) = &r.inner else { return false };
+    let Some(icmp) = &r.icmp else { return false };
+    matches!(r.kind, Kind::Ra { .. })
+        && r.from_router
+        && ih.hop_limit == 255
+        && icmp.code == 0
+        && icmp.checksum_ok
+        && icmp.len >= 16
+        && !icmp.zero_len_option
+        && !icmp.option_overrun
+        && addr::is_link_local(&ih.src)
+}
+
+/// Whether an RS is one a router must answer (RFC 4861 §6.1.1, less the SLLA-from-`::` rule
+/// that 6bed4 waives: spec §3 says a router must accept the 56-byte RS).
+pub fn rs_valid(r: &Decoded) -> bool {
+    let (Some(ih), Some(icmp)) = (&r.inner, &r.icmp) else {
+        return false;
+    };
+    matches!(r.kind, Kind::Rs { .. })
+        && ih.hop_limit == 255
+        && icmp.code == 0
+        && icmp.checksum_ok
+        && icmp.len >= 8
+        && !icmp.zero_len_option
+        && !icmp.option_overrun
+}
+
+/// Whether an NS or NA passes RFC 4861 §7.1 validation.
+pub fn nd_valid(r: &Decoded) -> bool {
+    let (Some(ih), Some(icmp)) = (&r.inner, &r.icmp) else {
+        return false;
+    };
+    matches!(r.kind, Kind::Ns { .. } | Kind::Na { .. })
+        && ih.hop_limit == 255
+        && icmp.code == 0
+        && icmp.checksum_ok
+        && icmp.len >= 24
+        && !icmp.zero_len_option
+        && !icmp.option_overrun
+        && match r.kind {
+            Kind::Na { flags, target, .. } => {
+                !(addr::is_multicast(&target) || flags & 0x40 != 0 && addr::is_multicast(&ih.dst))
+            }
+            Kind::Ns { target, .. } => !addr::is_multicast(&target),
+            _ => true,
+        }
+}
+
+impl ViewData {
+    pub(crate) fn build(cap: &DecodedCapture, roles: &Roles, expect: &Expectations) -> ViewData {
+        let n = cap.packets;
+        let mut d = ViewData {
+            first: vec![usize::MAX; n],
+            last: vec![usize::MAX; n],
+            injected: vec![false; n],
+            ..ViewData::default()
+        };
+        for (i, r) in cap.records.iter().enumerate() {
+            if r.layer != Layer::Tunnel || r.packet >= n {
+                continue;
+            }
+            if d.first[r.packet] == usize::MAX {
+                d.first[r.packet] = i;
+            }
+            d.last[r.packet] = i;
+        }
+        if let Some(inj) = &expect.injection {
+            let until = inj.until_ns.unwrap_or(inj.at_ns.saturating_add(10_000_000_000));
+            for p in 0..n {
+                let Some(r) = cap.records.get(d.first[p]) else {
+                    continue;
+                };
+                d.injected[p] = match inj.source {
+                    Some(ip) => r.src().is_some_and(|s| *s.ip() == ip),
+                    None => {
+                        r.ts_ns >= inj.at_ns
+                            && r.ts_ns <= until
+                            && (!r.issues.is_empty() || matches!(r.kind, Kind::Malformed { .. }))
+                    }
+                };
+            }
+        }
+        d.find_peers(cap, roles);
+        d
+    }
+
+    fn find_peers(&mut self, cap: &DecodedCapture, roles: &Roles) {
+        let mut by_address: BTreeMap<Ipv6Addr, usize> = BTreeMap::new();
+        let mut unnamed = 0usize;
+        for p in 0..self.first.len() {
+            let (Some(f), Some(l)) = (cap.records.get(self.first[p]), cap.records.get(self.last[p])) else {
+                continue;
+            };
+            if self.injected[p] || f.from_router || matches!(f.kind, Kind::IcmpError { v6: false, .. }) {
+                continue;
+            }
+            let (Some(socket), Some(seen)) = (f.src(), l.src()) else {
+                continue;
+            };
+            if cap.routers.contains(&socket) {
+                continue;
+            }
+            let src6 = f
+                .inner
+                .map(|h| h.src)
+                .filter(|a| cap.prefixes.contains(&addr::prefix64(a)) && !a.is_unspecified());
+            let known = self
+                .socket_peer
+                .get(&socket)
+                .copied()
+                .or_else(|| self.socket_peer.get(&seen).copied())
+                .or_else(|| src6.and_then(|a| by_address.get(&a).copied()));
+            let peer = match known {
+                Some(i) => i,
+                None => {
+                    let name = match (f.node(), f.direction) {
+                        (Some(node), Some(Direction::Outbound)) => node.to_string(),
+                        _ => match roles.by_ipv4.get(socket.ip()) {
+                            Some(n) => n.clone(),
+                            None => {
+                                unnamed += 1;
+                                format!("peer-{unnamed}")
+                            }
+                        },
+                    };
+                    self.peers.push(Peer {
+                        name,
+                        sockets: Vec::new(),
+                        mappings: Vec::new(),
+                        addresses: Vec::new(),
+                        ras: Vec::new(),
+                    });
+                    self.peers.len() - 1
+                }
+            };
+            self.socket_peer.entry(socket).or_insert(peer);
+            let pe = &mut self.peers[peer];
+            if !pe.sockets.contains(&socket) {
+                pe.sockets.push(socket);
+            }
+            if let Some(a) = src6 {
+                by_address.entry(a).or_insert(peer);
+                if !pe.addresses.contains(&a) {
+                    pe.addresses.push(a);
+                }
+            }
+            if l.towards_router && pe.mappings.last().map(|m| m.1) != Some(seen) {
+                if let Some(&(_, old, _)) = pe.mappings.last() {
+                    self.rebindings.push(Rebinding {
+                        peer,
+                        at_ns: l.ts_ns,
+                        old,
+                        new: seen,
+                        frame: l.frame,
+                    });
+                }
+                pe.mappings.push((l.ts_ns, seen, l.frame));
+            }
+        }
+        // Valid RAs that reached each peer: by the socket they arrived at, or the mapping
+        // the router sent them to.
+        for p in 0..self.first.len() {
+            let (Some(f), Some(l)) = (cap.records.get(self.first[p]), cap.records.get(self.last[p])) else {
+                continue;
+            };
+            if !ra_valid(f) || self.injected[p] {
+                continue;
+            }
+            let target = l
+                .dst()
+                .and_then(|d| self.socket_peer.get(&d).copied())
+                .or_else(|| {
+                    let sent_to = f.dst()?;
+                    self.peers
+                        .iter()
+                        .position(|pe| pe.mappings.iter().any(|m| m.1 == sent_to))
+                });
+            if let Some(i) = target {
+                self.peers[i].ras.push((l.ts_ns, self.last[p]));
+            }
+        }
+    }
+}
+
+impl<'a> View<'a> {
+    pub(crate) fn new(cap: &'a DecodedCapture, data: &'a ViewData, inputs: &'a Inputs) -> View<'a> {
+        View { cap, data, inputs }
+    }
+
+    /// Tunnel packets as (sender's sighting, receiver's sighting), in time order, without
+    /// the injected ones.
+    pub fn packets(&self) -> impl Iterator<Item = (&'a Decoded, &'a Decoded)> + '_ {
+        (0..self.data.first.len()).filter_map(move |p| {
+            if self.data.injected[p] {
+                return None;
+            }
+            Some((
+                self.cap.records.get(self.data.first[p])?,
+                self.cap.records.get(self.data.last[p])?,
+            ))
+        })
+    }
+
+    /// Injected tunnel packets (per [`super::Injection`]), as (sender's, receiver's) sighting.
+    pub fn injected_packets(&self) -> impl Iterator<Item = (&'a Decoded, &'a Decoded)> + '_ {
+        (0..self.data.first.len()).filter_map(move |p| {
+            if !self.data.injected[p] {
+                return None;
+            }
+            Some((
+                self.cap.records.get(self.data.first[p])?,
+                self.cap.records.get(self.data.last[p])?,
+            ))
+        })
+    }
+
+    /// Every tunnel packet, injected or not.
+    pub fn all_packets(&self) -> impl Iterator<Item = (&'a Decoded, &'a Decoded)> + '_ {
+        (0..self.data.first.len()).filter_map(move |p| {
+            Some((
+                self.cap.records.get(self.data.first[p])?,
+                self.cap.records.get(self.data.last[p])?,
+            ))
+        })
+    }
+
+    /// Whether the packet this record belongs to was injected.
+    pub fn is_injected(&self, r: &Decoded) -> bool {
+        r.is_tunnel() && self.data.injected.get(r.packet).copied().unwrap_or(false)
+    }
+
+    /// The sender's and receiver's sightings of the packet `r` belongs to.
+    pub fn ends(&self, r: &Decoded) -> Option<(&'a Decoded, &'a Decoded)> {
+        Some((
+            self.cap.records.get(*self.data.first.get(r.packet)?)?,
+            self.cap.records.get(*self.data.last.get(r.packet)?)?,
+        ))
+    }
+
+    pub fn peers(&self) -> &'a [Peer] {
+        &self.data.peers
+    }
+
+    pub fn rebindings(&self) -> &'a [Rebinding] {
+        &self.data.rebindings
+    }
+
+    /// The peer that sent from this socket (sender's side).
+    pub fn peer_of_socket(&self, ep: Endpoint) -> Option<usize> {
+        self.data.socket_peer.get(&ep).copied()
+    }
+
+    /// The peer a datagram's destination belongs to: its socket, or one of its mappings.
+    pub fn peer_of_endpoint(&self, ep: Endpoint) -> Option<usize> {
+        self.peer_of_socket(ep).or_else(|| {
+            self.data
+                .peers
+                .iter()
+                .position(|p| p.mappings.iter().any(|m| m.1 == ep))
+        })
+    }
+
+    /// The peer that owns a 6bed4 address (used it as a source).
+    pub fn peer_of_address(&self, a: &Ipv6Addr) -> Option<usize> {
+        self.data.peers.iter().position(|p| p.addresses.contains(a))
+    }
+
+    /// Records of the capture (tunnel and TUN), in time order.
+    pub fn records(&self) -> &'a [Decoded] {
+        &self.cap.records
+    }
+
+    /// The capture's first timestamp.
+    pub fn t0(&self) -> u64 {
+        self.cap.records.first().map_or(0, |r| r.ts_ns)
+    }
+
+    /// The capture's last timestamp.
+    pub fn t_end(&self) -> u64 {
+        self.cap.records.last().map_or(0, |r| r.ts_ns)
+    }
+
+    /// Whether this tunnel record is an RS (whatever its validity).
+    pub fn is_rs(r: &Decoded) -> bool {
+        r.is_tunnel() && r.icmp_type() == Some(inner::RS) && r.inner.is_some()
+    }
+
+    /// Whether this tunnel record is an RA (whatever its validity).
+    pub fn is_ra(r: &Decoded) -> bool {
+        r.is_tunnel() && r.icmp_type() == Some(inner::RA) && r.inner.is_some()
+    }
+}
