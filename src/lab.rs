@@ -904,3 +904,26 @@ impl Drop for Lab {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::linux_nat_ruleset;
+
+    #[test]
+    fn linux_nat_rulesets_replace_their_tables_and_follow_the_knobs() {
+        let home = linux_nat_ruleset("wan", false, true);
+        assert!(home.starts_with("add table ip bedlab_nat\ndelete table ip bedlab_nat\n"));
+        assert!(home.contains("oifname \"wan\" masquerade\n"));
+        assert!(home.contains("ct state established,related accept"));
+        assert_eq!(
+            home.matches("iifname \"wan\" ct state new drop").count(),
+            2,
+            "forward and input"
+        );
+        let random = linux_nat_ruleset("up0", true, false);
+        assert!(random.contains("oifname \"up0\" masquerade fully-random\n"));
+        // The filter table is still removed (a reconfiguration turns the firewall off).
+        assert!(random.ends_with("add table inet bedlab_filter\ndelete table inet bedlab_filter\n"));
+        assert!(!random.contains("ct state"));
+    }
+}

@@ -77,6 +77,22 @@ enum Cmd {
     /// to an endpoint. Used inside lab nodes by `inject` steps.
     #[command(hide = true)]
     Inject(InjectArgs),
+    /// Anonymise a capture: every IPv4 address (outer headers, addresses in layouts C and V,
+    /// link-layer options, the RA prefix, the default router prefix) through prefix-preserving
+    /// Crypto-PAn, checksums mended; `bedlab check` gives the same verdicts afterwards.
+    Anonymise(bedlab::field::AnonymiseArgs),
+    /// Write a Lua dissector for Wireshark/tshark that shows 6bed4 (ports 25790, 25788 and a
+    /// heuristic for other ports): keepalives, the IPv4:port embedded in each address.
+    WiresharkPlugin(bedlab::field::WiresharkPluginArgs),
+    /// Check a capture against every passive conformance check: who is in it, what they did,
+    /// the verdicts. Exit 1 on FAIL, 2 when the file cannot be read.
+    Check(bedlab::field::CheckArgs),
+    /// One line per 6bed4 packet of a capture with its meaning (RS, RA → you are ..., KA,
+    /// NS/NA, data direct / via router), or the normalised trace with --trace.
+    Decode(bedlab::field::DecodeArgs),
+    /// Generate synthetic 6bed4 traffic (benchmarks).
+    #[command(hide = true)]
+    GenTraffic(bedlab::field::GenTrafficArgs),
 }
 
 #[derive(Args, Debug)]
@@ -596,6 +612,11 @@ fn main() -> ExitCode {
         Cmd::List(a) => list(a).map(|()| ExitCode::SUCCESS),
         Cmd::Report(ReportCmd::Merge { reports, out }) => merge_reports(&reports, &out),
         Cmd::Inject(a) => inject(a).map(|()| ExitCode::SUCCESS),
+        Cmd::Anonymise(a) => Ok(bedlab::field::cli::anonymise(a)),
+        Cmd::WiresharkPlugin(a) => Ok(bedlab::field::cli::wireshark_plugin(a)),
+        Cmd::Check(a) => Ok(bedlab::field::cli::check(a)),
+        Cmd::Decode(a) => Ok(bedlab::field::cli::decode(a)),
+        Cmd::GenTraffic(a) => Ok(bedlab::field::cli::gen_traffic(a)),
     };
     match result {
         Ok(code) => code,

@@ -104,7 +104,9 @@ fn holders(ino: u64) -> Vec<u32> {
 /// Namespaces someone else creates meanwhile (other engineers' tests) are reported, not
 /// failed: they are held by processes outside this test's process tree.
 fn namespaces_back_to(before: &BTreeSet<u64>, ours: &BTreeSet<u64>, what: &str) {
-    let settled = wait_until(Duration::from_secs(5), || {
+    // Generous: on a loaded machine the kernel takes a while over 51 TUNs (an RCU grace
+    // period each) before the last reference goes.
+    let settled = wait_until(Duration::from_secs(15), || {
         let now = netns_inodes();
         now.is_disjoint(ours) && now.len() == before.len()
     });
@@ -112,7 +114,16 @@ fn namespaces_back_to(before: &BTreeSet<u64>, ours: &BTreeSet<u64>, what: &str) 
         return;
     }
     let now = netns_inodes();
-    let left: Vec<&u64> = now.intersection(ours).collect();
+    let left: Vec<String> = now
+        .intersection(ours)
+        .map(|ino| {
+            let held: Vec<String> = holders(*ino)
+                .iter()
+                .map(|p| format!("{p} {}", cmdline(*p)))
+                .collect();
+            format!("{ino} held by {held:?}")
+        })
+        .collect();
     assert!(
         left.is_empty(),
         "{what}: namespaces of the killed run still exist: {left:?}"

@@ -10,9 +10,9 @@
 //!   (the outside one through its default route);
 //! - no public host reaches a private LAN address behind a NAT (nothing is delivered there).
 //!
-//! What needs the NAT engine (ignored until it lands in the fabric): every host behind a NAT
-//! reaches the 6bed4 router and every public host, the reply comes back, and the far side
-//! sees the outermost NAT's external address as the source.
+//! Through the NAT engine (the `*_through_nat` tests): every host behind a NAT reaches the
+//! 6bed4 router and every public host, the reply comes back, and the far side sees the
+//! outermost NAT's external address as the source.
 
 mod common;
 
@@ -362,28 +362,24 @@ fn mesh_50() {
 }
 
 #[test]
-#[ignore = "needs the NAT engine in the fabric"]
 fn two_nats_through_nat() {
     require_root!();
     nat_reachability("two-nats");
 }
 
 #[test]
-#[ignore = "needs the NAT engine in the fabric"]
 fn same_nat_through_nat() {
     require_root!();
     nat_reachability("same-nat");
 }
 
 #[test]
-#[ignore = "needs the NAT engine in the fabric"]
 fn double_nat_through_nat() {
     require_root!();
     nat_reachability("double-nat");
 }
 
 #[test]
-#[ignore = "needs the NAT engine in the fabric"]
 fn mesh_50_through_nat() {
     require_root!();
     nat_reachability("mesh-50");

@@ -146,6 +146,12 @@ struct CellRun<'a> {
     addresses: BTreeMap<String, Ipv6Addr>,
     /// Node → the first address it got.
     first_addresses: BTreeMap<String, Ipv6Addr>,
+    /// The NAT UDP timeout a step set, if any.
+    nat_timeout: Option<Duration>,
+    /// When and from where the negative corpus was injected.
+    injection: Option<super::checks::Injection>,
+    /// When a NAT was flushed or rebound (ns since the epoch).
+    rebinding_at_ns: Option<u64>,
     started: Instant,
 }
 
@@ -704,6 +710,11 @@ impl<'a> CellRun<'a> {
                 addresses,
                 udp_timeout,
             } => {
+                match action {
+                    NatAction::Timeout => self.nat_timeout = *udp_timeout,
+                    NatAction::Flush | NatAction::Rebind => self.rebinding_at_ns = Some(now_ns()),
+                    _ => {}
+                }
                 let ctl = match action {
                     NatAction::Flush => NodeControl::Flush,
                     NatAction::Rebind => NodeControl::Rebind(addresses.clone()),
@@ -764,6 +775,7 @@ impl<'a> CellRun<'a> {
                     "--corpus".into(),
                     corpus.clone(),
                 ];
+                let at_ns = now_ns();
                 let out = self
                     .lab
                     .exec(from, &argv)
@@ -774,6 +786,11 @@ impl<'a> CellRun<'a> {
                         String::from_utf8_lossy(&out.stderr).trim()
                     )));
                 }
+                self.injection = Some(super::checks::Injection {
+                    at_ns,
+                    until_ns: Some(now_ns() + 500_000_000),
+                    source: self.public_address_of(from),
+                });
                 self.checks.push(step_check(
                     step.index,
                     format!("inject {corpus} into {to}"),
@@ -784,6 +801,72 @@ impl<'a> CellRun<'a> {
             }
         }
         Ok(())
+    }
+
+    /// What the checks need to know about this cell beyond the capture.
+    fn facts(&self) -> super::evaluate::CellFacts {
+        use super::checks::{Expectations, PathExpectation};
+        use super::decode::{PathKind, Profile};
+        let t = self.lab.topology();
+        let mut pairs = Vec::new();
+        for n in t.nodes() {
+            for i in n.interfaces() {
+                pairs.push((i.address, n.name().to_string()));
+            }
+        }
+        for r in &t.routers {
+            if r.nat.is_some() {
+                for a in r.external_addresses() {
+                    pairs.push((a, r.name.clone()));
+                }
+            }
+        }
+        let mut roles = super::trace::Roles::from_pairs(pairs);
+        roles.router = Some("router".into());
+        let sc = &self.cell.scenario;
+        let tm = &sc.timers;
+        let mut schedule = Vec::new();
+        let mut gap = tm.rs_initial;
+        for _ in 0..8 {
+            schedule.push(gap);
+            gap = (gap * 2 + tm.rs_initial).min(tm.rs_max);
+        }
+        let paths = sc
+            .expect
+            .path
+            .iter()
+            .map(|((a, b), _)| PathExpectation {
+                a: a.clone(),
+                b: b.clone(),
+                path: if self.expected_path(a, b) == "direct" {
+                    PathKind::Direct
+                } else {
+                    PathKind::ViaRouter
+                },
+            })
+            .collect();
+        let expectations = Expectations {
+            keepalive_period: tm.keepalive,
+            keepalive_ttl: Some(tm.keepalive_ttl),
+            rs_schedule: Some(schedule),
+            paths,
+            nat_udp_timeout: self.nat_timeout,
+            injection: self.injection.clone(),
+            rebinding_at_ns: self.rebinding_at_ns,
+            max_probes: None,
+            probe_holddown: Some(tm.holddown),
+            tolerance: None,
+        };
+        let profile = if self.profile == "v01" {
+            Profile::V01
+        } else {
+            Profile::Current
+        };
+        super::evaluate::CellFacts {
+            expectations,
+            roles,
+            profile,
+        }
     }
 
     /// KA-05 (the mapping held) or RA-09 (the peer moved after a rebinding), as the
@@ -885,6 +968,22 @@ impl<'a> CellRun<'a> {
         };
         let same = na.is_some() && na == nb;
         scenario::expected_path(value(&na).as_deref(), value(&nb).as_deref(), same).to_string()
+    }
+
+    /// The address a node's traffic has on the internet: its NAT's outside address, or its
+    /// own when it is not behind a NAT.
+    fn public_address_of(&self, node: &str) -> Option<Ipv4Addr> {
+        let t = self.lab.topology();
+        let iface = t.node(node)?.interfaces().first()?.clone();
+        let Some(gw) = t.gateway_of(node, &iface.name) else {
+            return Some(iface.address);
+        };
+        let owner = t.owner_of(gw)?;
+        let r = t.routers.iter().find(|r| r.name == owner.node.name())?;
+        match r.nat {
+            Some(_) => r.outside_interface().map(|o| o.address),
+            None => Some(iface.address),
+        }
     }
 
     /// Where to send injected datagrams: the router's socket, or a peer's external mapping
@@ -1028,6 +1127,9 @@ pub fn run_cell(index: usize, cell: &Cell, suite: &Suite, ctx: &RunContext) -> C
         roles: BTreeMap::new(),
         addresses: BTreeMap::new(),
         first_addresses: BTreeMap::new(),
+        nat_timeout: None,
+        injection: None,
+        rebinding_at_ns: None,
         started,
     };
     let mut stopped = None;
@@ -1071,6 +1173,7 @@ pub fn run_cell(index: usize, cell: &Cell, suite: &Suite, ctx: &RunContext) -> C
         Some(Stop::Error(e)) => Some(e.clone()),
         _ => None,
     };
+    let facts = run.facts();
     drop(run.lab.teardown());
     for entry in std::fs::read_dir(&logs_dir).into_iter().flatten().flatten() {
         let path = entry.path();
@@ -1085,7 +1188,7 @@ pub fn run_cell(index: usize, cell: &Cell, suite: &Suite, ctx: &RunContext) -> C
     }
     if let Some(capture) = result.artifacts.capture.clone() {
         checks.extend(super::evaluate::passive_checks(
-            cell,
+            facts,
             &ctx.run_dir.join(&capture),
             &capture,
             ctx.strict,
@@ -1129,6 +1232,12 @@ fn outcome(cell: &Cell, suite: &Suite, peer_impl: &str, r: &CellResult) -> Outco
         (true, false) => Outcome::Xfail,
         (false, false) => Outcome::Xpass,
     }
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 /// Evidence pointing at a capture.

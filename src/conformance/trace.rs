@@ -81,16 +81,22 @@ impl Namer {
         for r in &cap.routers {
             n.lanes.entry(*r.ip()).or_insert_with(|| router_name.clone());
         }
+        // A node owns the source address of what it sends first or after translating it
+        // (a NAT's outside address), and the destination address of what ends with it;
+        // addresses merely passing through say nothing.
+        let mut sent_from: BTreeMap<usize, Ipv4Addr> = BTreeMap::new();
         for r in cap.records.iter().filter(|r| r.is_tunnel()) {
-            if let (Some(node), Some(o)) = (r.node(), &r.outer) {
-                let ip = match r.direction {
-                    Some(Direction::Outbound) => Some(*o.src.ip()),
-                    Some(Direction::Inbound) => Some(*o.dst.ip()),
-                    None => None,
-                };
-                if let Some(ip) = ip {
-                    n.lanes.entry(ip).or_insert_with(|| node.to_string());
-                }
+            let (Some(node), Some(o)) = (r.node(), &r.outer) else {
+                continue;
+            };
+            let first_src = *sent_from.entry(r.packet).or_insert(*o.src.ip());
+            let ip = match r.direction {
+                Some(Direction::Outbound) if r.is_first() || *o.src.ip() != first_src => Some(*o.src.ip()),
+                Some(Direction::Inbound) if r.is_last() && r.sightings > 1 => Some(*o.dst.ip()),
+                _ => None,
+            };
+            if let Some(ip) = ip {
+                n.lanes.entry(ip).or_insert_with(|| node.to_string());
             }
         }
         // Peers: whoever sends tunnel traffic that is not the router's, in order of appearance.

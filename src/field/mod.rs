@@ -5,14 +5,20 @@
 //!   link-layer options, the RA's prefix, the default router prefix), with checksums
 //!   mended ([`checksum`]), so that a capture can be shared and still gets the same
 //!   verdicts from `bedlab check`.
-//! - [`wireshark`]: `bedlab wireshark-plugin`, a Lua dissector that shows 6bed4 in
-//!   Wireshark and tshark.
+//! - `bedlab wireshark-plugin` ([`cli::plugin_text`]): a Lua dissector (`sixbed4.lua`)
+//!   that shows 6bed4 in Wireshark and tshark.
 //! - [`report`]: `bedlab check` and `bedlab decode`, thin front ends over the conformance
 //!   decoder and check registry that print for people.
 //! - [`gen`]: synthetic 6bed4 traffic of any size, for benchmarks.
 
 pub mod anonymise;
 pub mod checksum;
+pub mod cli;
 pub mod cryptopan;
+pub mod gen;
 pub mod pcapng_out;
+pub mod report;
 pub mod rewrite;
+
+/// Where each subcommand lives: [`cli`] holds the arguments and entry points.
+pub use cli::{AnonymiseArgs, CheckArgs, DecodeArgs, GenTrafficArgs, WiresharkPluginArgs};

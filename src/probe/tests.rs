@@ -106,7 +106,7 @@ fn port_classes() {
         (PortClass::Sequential, true)
     );
     assert_eq!(
-        classify_ports(&ports(&[(40001, 12001), (51234, 60002), (33333, 2003)])),
+        classify_ports(&ports(&[(40001, 12001), (51234, 60003), (33333, 2003)])),
         (PortClass::Random, false)
     );
     // Two samples say nothing about a sequence.

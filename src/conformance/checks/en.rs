@@ -57,11 +57,10 @@ pub(super) fn en01(v: &View<'_>) -> Finding {
 /// The router's relayed copy of a packet it received as `l`: a tunnel packet from the router
 /// or a TUN packet at another node, with the same inner packet (hop limit aside), soon after.
 fn relayed<'a>(v: &View<'a>, l: &Decoded) -> Option<&'a Decoded> {
-    let key = l.inner_key?;
     let sender_node = v.ends(l).and_then(|(f, _)| f.node());
-    v.records().iter().find(|r| {
-        r.inner_key == Some(key)
-            && r.ts_ns >= l.ts_ns
+    let mut same = v.with_key(l.inner_key);
+    same.find(|r| {
+        r.ts_ns >= l.ts_ns
             && r.ts_ns <= l.ts_ns.saturating_add(RELAY_WINDOW_NS)
             && match r.layer {
                 Layer::Tunnel => r.from_router && r.is_first() && r.packet != l.packet,
@@ -218,11 +217,7 @@ pub(super) fn en04(v: &View<'_>) -> Finding {
             continue;
         };
         let len = 40 + usize::from(ih.payload_len);
-        if len <= 1280
-            && v.records()
-                .iter()
-                .any(|t| t.is_tunnel() && t.inner_key == Some(key))
-        {
+        if len <= 1280 && v.with_key(Some(key)).any(|t| t.is_tunnel()) {
             intact += 1;
         }
     }
@@ -267,9 +262,11 @@ pub(super) fn en05(v: &View<'_>) -> Finding {
         if to.ip().is_multicast() || to.ip().is_broadcast() {
             off.add(f.frame, format!("sent to {to}"));
         }
-        let reflected = v.packets().map(|p| p.1).find(|l| {
-            l.towards_router
-                && l.inner_key == f.inner_key
+        let reflected = v.with_key(f.inner_key).find(|l| {
+            l.is_tunnel()
+                && l.is_last()
+                && !v.is_injected(l)
+                && l.towards_router
                 && l.src() == Some(to)
                 && l.ts_ns <= f.ts_ns
                 && f.ts_ns.saturating_sub(l.ts_ns) <= RELAY_WINDOW_NS

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 
-use crate::conformance::decode::{addr, inner, Decoded, Endpoint, Kind, PathKind};
+use crate::conformance::decode::{addr, inner, Decoded, Endpoint, Kind, PathKind, Profile};
 use crate::conformance::model::Verdict;
 
 use super::rs_ra::{nd_problems, worst, Offences};
@@ -91,8 +91,10 @@ pub(super) fn nd02(v: &View<'_>) -> Finding {
         let want = f.profile.decode(target);
         if want != Some(dst) {
             let other = f.profile_other();
-            let hint = if other.decode(target) == Some(dst) {
-                format!(": that is the target decoded with the {} layout", other.name())
+            let hint = if other.decode(target) == Some(dst)
+                || (other == Profile::V01 && addr::decode_v_raw(target) == dst)
+            {
+                format!(": that is the target read with the {} layout", other.name())
             } else {
                 String::new()
             };

@@ -56,6 +56,9 @@ pub(crate) struct ViewData {
     peers: Vec<Peer>,
     socket_peer: BTreeMap<Endpoint, usize>,
     rebindings: Vec<Rebinding>,
+    /// Record indices per inner key (the same inner packet, hop limit aside), in time
+    /// order: relays and TUN copies are found without scanning the capture.
+    by_key: std::collections::HashMap<u64, Vec<usize>>,
 }
 
 /// A capture and its analysis.
@@ -127,6 +130,9 @@ impl ViewData {
             ..ViewData::default()
         };
         for (i, r) in cap.records.iter().enumerate() {
+            if let Some(k) = r.inner_key {
+                d.by_key.entry(k).or_default().push(i);
+            }
             if r.layer != Layer::Tunnel || r.packet >= n {
                 continue;
             }
@@ -156,8 +162,8 @@ impl ViewData {
     }
 
     fn find_peers(&mut self, cap: &DecodedCapture, roles: &Roles) {
-        let mut by_address: BTreeMap<Ipv6Addr, usize> = BTreeMap::new();
-        let mut unnamed = 0usize;
+        // Packets sent by peers: (packet, socket, endpoint the receiver saw, 6bed4 source).
+        let mut sent = Vec::new();
         for p in 0..self.first.len() {
             let (Some(f), Some(l)) = (cap.records.get(self.first[p]), cap.records.get(self.last[p])) else {
                 continue;
@@ -175,15 +181,34 @@ impl ViewData {
                 .inner
                 .map(|h| h.src)
                 .filter(|a| cap.prefixes.contains(&addr::prefix64(a)) && !a.is_unspecified());
-            let known = self
-                .socket_peer
-                .get(&socket)
-                .copied()
-                .or_else(|| self.socket_peer.get(&seen).copied())
-                .or_else(|| src6.and_then(|a| by_address.get(&a).copied()));
-            let peer = match known {
-                Some(i) => i,
+            sent.push((p, socket, seen, src6));
+        }
+        // One peer per group of sockets that share a 6bed4 source address (a socket that
+        // moved behind a rebinding NAT keeps using its address) or are one packet's ends.
+        let mut uf = UnionFind::default();
+        let mut owner: BTreeMap<Ipv6Addr, Endpoint> = BTreeMap::new();
+        let known: std::collections::BTreeSet<Endpoint> = sent.iter().flat_map(|s| [s.1, s.2]).collect();
+        for &(p, socket, seen, src6) in &sent {
+            uf.union(socket, seen);
+            if let Some(a) = src6 {
+                let o = *owner.entry(a).or_insert(socket);
+                uf.union(o, socket);
+                // The address names the endpoint it was formed for: the same peer (its
+                // mapping before a rebinding, or its NAT's side of the socket).
+                let profile = cap.records[self.first[p]].profile;
+                if let Some(named) = profile.decode(&a).filter(|n| known.contains(n)) {
+                    uf.union(named, socket);
+                }
+            }
+        }
+        let mut index: BTreeMap<Endpoint, usize> = BTreeMap::new();
+        let mut unnamed = 0usize;
+        for &(p, socket, seen, src6) in &sent {
+            let root = uf.find(socket);
+            let peer = match index.get(&root) {
+                Some(&i) => i,
                 None => {
+                    let f = &cap.records[self.first[p]];
                     let name = match (f.node(), f.direction) {
                         (Some(node), Some(Direction::Outbound)) => node.to_string(),
                         _ => match roles.by_ipv4.get(socket.ip()) {
@@ -201,16 +226,17 @@ impl ViewData {
                         addresses: Vec::new(),
                         ras: Vec::new(),
                     });
+                    index.insert(root, self.peers.len() - 1);
                     self.peers.len() - 1
                 }
             };
             self.socket_peer.entry(socket).or_insert(peer);
+            let l = &cap.records[self.last[p]];
             let pe = &mut self.peers[peer];
             if !pe.sockets.contains(&socket) {
                 pe.sockets.push(socket);
             }
             if let Some(a) = src6 {
-                by_address.entry(a).or_insert(peer);
                 if !pe.addresses.contains(&a) {
                     pe.addresses.push(a);
                 }
@@ -308,6 +334,14 @@ impl<'a> View<'a> {
         ))
     }
 
+    /// Every record (tunnel or TUN) carrying the same inner packet, hop limit aside.
+    pub fn with_key(&self, key: Option<u64>) -> impl Iterator<Item = &'a Decoded> + '_ {
+        key.and_then(|k| self.data.by_key.get(&k))
+            .into_iter()
+            .flatten()
+            .filter_map(move |&i| self.cap.records.get(i))
+    }
+
     pub fn peers(&self) -> &'a [Peer] {
         &self.data.peers
     }
@@ -359,5 +393,34 @@ impl<'a> View<'a> {
     /// Whether this tunnel record is an RA (whatever its validity).
     pub fn is_ra(r: &Decoded) -> bool {
         r.is_tunnel() && r.icmp_type() == Some(inner::RA) && r.inner.is_some()
+    }
+}
+
+/// Union-find over endpoints (path halving), for grouping sockets into peers.
+#[derive(Debug, Default)]
+struct UnionFind {
+    parent: BTreeMap<Endpoint, Endpoint>,
+}
+
+impl UnionFind {
+    fn find(&mut self, mut x: Endpoint) -> Endpoint {
+        loop {
+            let p = *self.parent.entry(x).or_insert(x);
+            if p == x {
+                return x;
+            }
+            let gp = *self.parent.entry(p).or_insert(p);
+            self.parent.insert(x, gp);
+            x = gp;
+        }
+    }
+
+    /// Joins the groups; the older root (smaller insertion is not tracked, so the first
+    /// argument's root) stays the root.
+    fn union(&mut self, a: Endpoint, b: Endpoint) {
+        let (ra, rb) = (self.find(a), self.find(b));
+        if ra != rb {
+            self.parent.insert(rb, ra);
+        }
     }
 }

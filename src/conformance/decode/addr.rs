@@ -116,6 +116,17 @@ pub fn decode_v(addr: &Ipv6Addr) -> Option<SocketAddrV4> {
     Some(SocketAddrV4::new(Ipv4Addr::new(b[10], b[13], b[14], b[15]), port))
 }
 
+/// Layout V's byte positions read without checking the `ff:fe` marker: what an
+/// implementation that applies the v01 layout to a `current` address gets (spec §8: the
+/// C reference's garbage bypass endpoints such as `0.64.64.1:34962`).
+pub fn decode_v_raw(addr: &Ipv6Addr) -> SocketAddrV4 {
+    let b = addr.octets();
+    SocketAddrV4::new(
+        Ipv4Addr::new(b[10], b[13], b[14], b[15]),
+        u16::from_be_bytes([b[9], b[8] ^ 0x02]),
+    )
+}
+
 /// The six-byte link-layer address of an endpoint (spec §2.3).
 pub fn link_layer(ep: SocketAddrV4) -> [u8; 6] {
     let v = ep.ip().octets();

@@ -21,8 +21,18 @@ fn ll(s: &str) -> [u8; 6] {
     v.try_into().expect("six bytes")
 }
 
-/// Spec §2.4, copied verbatim: (profile, prefix, IPv4:port, lanip, address, link-layer).
-const VECTORS: &[(&str, &str, &str, Option<u16>, &str, &str)] = &[
+/// One row of spec §2.4: (profile, prefix, IPv4:port, lanip, address, link-layer).
+type Vector = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<u16>,
+    &'static str,
+    &'static str,
+);
+
+/// Spec §2.4, copied verbatim.
+const VECTORS: &[Vector] = &[
     (
         "current",
         "fc64:bed:9188:1::",

@@ -273,7 +273,12 @@ pub fn expect(results: &[CheckResult], want: &[(&str, Verdict)]) {
 /// get RAs, A pings B via the router, both probe each other, then data goes direct both
 /// ways, and keepalives every second with TTL 3.
 pub fn good_exchange() -> Cap {
-    let (r, a, b) = (router(), pa(), pb());
+    good_exchange_with(pa(), pb(), 0)
+}
+
+/// [`good_exchange`] between other endpoints, keepalives jittered by up to `jitter_ms`.
+pub fn good_exchange_with(a: Endpoint, b: Endpoint, jitter_ms: u64) -> Cap {
+    let r = router();
     let mut c = Cap::new();
     c.dg(0, a, r, rs(None));
     c.dg(10, r, a, ra_for(a));
@@ -298,7 +303,7 @@ pub fn good_exchange() -> Cap {
     c.dg(1100, a, b, ping(a6(a), a6(b), 64, 2, 16));
     c.dg(1101, b, a, ping(a6(b), a6(a), 64, 2, 16));
     for i in 0..4u16 {
-        let t = 2000 + u64::from(i) * 1000;
+        let t = 2000 + u64::from(i) * 1000 + if i % 2 == 1 { jitter_ms } else { 0 };
         c.at(t, udp_id(a, r, 3, &[], 100 + i));
         c.at(t + 50, udp_id(b, r, 3, &[], 200 + i));
     }

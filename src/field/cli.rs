@@ -1,0 +1,343 @@
+//! The field tools' subcommands: their arguments (clap) and what each does, so that
+//! `main.rs` only names them.
+//!
+//! Exit codes, for all of them: 0 done (and, for `check`, nothing FAILed); 1 `check` found a
+//! FAIL (or ERROR) verdict, or writing failed; 2 the input could not be used (missing file,
+//! not a capture, corrupt header). Errors name the file and the byte offset.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::anonymise::{self, Options};
+use super::report::{decode_lines, CheckReport};
+use crate::capture::ReadError;
+use crate::conformance::checks::{run_passive, Expectations, Inputs};
+use crate::conformance::decode::{decode_file, DecodeOptions, DecodedCapture, Profile};
+use crate::conformance::trace::{render_trace, trace, Roles};
+
+/// `bedlab anonymise`.
+#[derive(Args, Debug)]
+pub struct AnonymiseArgs {
+    /// The capture to anonymise (pcap or pcapng, any link type bedlab reads).
+    pub input: PathBuf,
+    /// Where to write the anonymised capture (always pcapng).
+    pub output: PathBuf,
+    /// The secret the Crypto-PAn key is derived from (SHA-256): the same secret gives the
+    /// same mapping in every file. Prefer --key-file on shared machines.
+    #[arg(long, required_unless_present = "key_file")]
+    pub key: Option<String>,
+    /// Read the secret from a file (its first line, without the newline).
+    #[arg(long, conflicts_with = "key")]
+    pub key_file: Option<PathBuf>,
+    /// Anonymise UDP/TCP ports too, wherever 6bed4 embeds them (0, 25790, 25788 and
+    /// --keep-port ports stay; even ports stay even).
+    #[arg(long)]
+    pub ports: bool,
+    /// A router port besides 25790 and 25788 (repeatable): kept, and used to recognise
+    /// 6bed4 addresses.
+    #[arg(long = "keep-port")]
+    pub keep_port: Vec<u16>,
+    /// Zero payloads beyond the headers (inner data, non-6bed4 UDP, trailing bytes).
+    #[arg(long)]
+    pub zero_payloads: bool,
+    /// Plain Crypto-PAn over the whole IPv4 space: private, loopback and multicast
+    /// addresses may become public ones and back (checks that excuse NATed senders may
+    /// then judge differently).
+    #[arg(long)]
+    pub no_class_preserving: bool,
+}
+
+/// `bedlab wireshark-plugin`.
+#[derive(Args, Debug)]
+pub struct WiresharkPluginArgs {
+    /// Write the Lua file here instead of stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// `bedlab check`.
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// The capture (pcap or pcapng).
+    pub capture: PathBuf,
+    /// A router UDP port besides 25790 and 25788.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Machine-readable output (the report and every check's result, evidence included).
+    #[arg(long)]
+    pub json: bool,
+    /// Documented 6bed4 deviations from RFC 4861 FAIL instead of WARN.
+    #[arg(long)]
+    pub strict: bool,
+    /// Force the profile (`current` or `v01`) instead of reading it per datagram.
+    #[arg(long, value_parser = parse_profile)]
+    pub profile: Option<Profile>,
+    /// The peer's configured keepalive period in seconds (enables KA-03).
+    #[arg(long)]
+    pub keepalive_period: Option<f64>,
+    /// The peer's configured keepalive TTL (KA-02; 3 when absent).
+    #[arg(long)]
+    pub keepalive_ttl: Option<u8>,
+}
+
+/// `bedlab gen-traffic` (hidden): synthetic 6bed4 traffic for benchmarks.
+#[derive(Args, Debug)]
+pub struct GenTrafficArgs {
+    /// Where to write the pcapng.
+    pub out: PathBuf,
+    /// How much: bytes of packets, with K, M or G (e.g. 1G).
+    #[arg(long, default_value = "64M", value_parser = super::gen::parse_size)]
+    pub size: u64,
+    /// Number of peers.
+    #[arg(long, default_value_t = 40)]
+    pub peers: usize,
+    /// Seed of the random choices (the same seed gives the same file).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// `bedlab decode`.
+#[derive(Args, Debug)]
+pub struct DecodeArgs {
+    /// The capture (pcap or pcapng).
+    pub capture: PathBuf,
+    /// Print the normalised golden trace instead of one line per packet.
+    #[arg(long)]
+    pub trace: bool,
+    /// A router UDP port besides 25790 and 25788.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Force the profile (`current` or `v01`).
+    #[arg(long, value_parser = parse_profile)]
+    pub profile: Option<Profile>,
+}
+
+fn parse_profile(s: &str) -> Result<Profile, String> {
+    match s {
+        "current" => Ok(Profile::Current),
+        "v01" => Ok(Profile::V01),
+        _ => Err(format!("unknown profile {s:?} (current or v01)")),
+    }
+}
+
+/// Prints `bedlab: <message>` and returns exit code 2 (unusable input).
+fn input_error(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("bedlab: {msg}");
+    ExitCode::from(2)
+}
+
+/// Prints `bedlab: <message>` and returns exit code 1.
+fn failure(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("bedlab: {msg}");
+    ExitCode::FAILURE
+}
+
+/// Runs `bedlab anonymise`.
+pub fn anonymise(a: AnonymiseArgs) -> ExitCode {
+    let key = match (&a.key, &a.key_file) {
+        (Some(k), _) => k.clone().into_bytes(),
+        (None, Some(path)) => match std::fs::read_to_string(path) {
+            Ok(s) => s.lines().next().unwrap_or("").as_bytes().to_vec(),
+            Err(e) => return input_error(format!("{}: {e}", path.display())),
+        },
+        (None, None) => return input_error("--key or --key-file is required"),
+    };
+    if key.is_empty() {
+        return input_error("the key is empty");
+    }
+    let opts = Options {
+        key,
+        ports: a.ports,
+        keep_ports: a.keep_port,
+        zero_payloads: a.zero_payloads,
+        preserve_classes: !a.no_class_preserving,
+    };
+    match anonymise::anonymise_file(&a.input, &a.output, &opts) {
+        Ok(summary) => {
+            if let Some(t) = &summary.truncated {
+                eprintln!(
+                    "bedlab: warning: {}: {t}; the {} whole packets before it were written",
+                    a.input.display(),
+                    summary.packets
+                );
+            }
+            eprintln!("{}: {summary}", a.output.display());
+            ExitCode::SUCCESS
+        }
+        Err(e @ (anonymise::Error::Read { .. } | anonymise::Error::SameFile(_))) => input_error(e),
+        Err(e) => failure(e),
+    }
+}
+
+/// The Lua dissector, with this version stamped in.
+pub fn plugin_text() -> String {
+    include_str!("sixbed4.lua").replace("@VERSION@", env!("CARGO_PKG_VERSION"))
+}
+
+/// Runs `bedlab wireshark-plugin`.
+pub fn wireshark_plugin(a: WiresharkPluginArgs) -> ExitCode {
+    let text = plugin_text();
+    match &a.out {
+        Some(path) => match std::fs::write(path, text) {
+            Ok(()) => {
+                eprintln!(
+                    "wrote {}: use it with `tshark -X lua_script:{}` or copy it into \
+                     ~/.local/lib/wireshark/plugins/",
+                    path.display(),
+                    path.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => failure(format!("{}: {e}", path.display())),
+        },
+        None => {
+            let mut out = std::io::stdout().lock();
+            match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => failure(format!("stdout: {e}")),
+            }
+        }
+    }
+}
+
+/// Decodes a capture for `check` / `decode`; a file that cannot be opened or is not a
+/// capture is an input error naming the offset.
+fn load(path: &Path, port: Option<u16>, profile: Option<Profile>) -> Result<DecodedCapture, ExitCode> {
+    let opts = DecodeOptions {
+        name: path.display().to_string(),
+        port,
+        profile,
+    };
+    decode_file(path, opts).map_err(|e: ReadError| input_error(format!("{}: {e}", path.display())))
+}
+
+/// The time of the capture's first frame (ns since 1970), which tshark counts relative
+/// times from; the first decoded record's when the file cannot be read again.
+fn first_frame_ns(path: &Path, cap: &DecodedCapture) -> u64 {
+    let from_file = crate::capture::Reader::open(path)
+        .ok()
+        .and_then(|mut r| r.next_packet().ok().flatten())
+        .map(|p| {
+            p.ts.0
+                .saturating_mul(1_000_000_000)
+                .saturating_add(u64::from(p.ts.1))
+        });
+    from_file.unwrap_or_else(|| cap.records.first().map_or(0, |r| r.ts_ns))
+}
+
+/// Warns on stderr when the capture ended inside a block or broke off in the middle.
+fn warn_read_error(cap: &DecodedCapture) {
+    if let Some(e) = &cap.read_error {
+        eprintln!(
+            "bedlab: warning: {}: {e}; the {} frames before it were read",
+            cap.name, cap.stats.frames
+        );
+    }
+}
+
+/// Runs `bedlab check`.
+pub fn check(a: CheckArgs) -> ExitCode {
+    let cap = match load(&a.capture, a.port, a.profile) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    warn_read_error(&cap);
+    let t0 = first_frame_ns(&a.capture, &cap);
+    let expect = Expectations {
+        keepalive_period: a
+            .keepalive_period
+            .filter(|p| p.is_finite() && *p >= 0.0)
+            .map(Duration::from_secs_f64),
+        keepalive_ttl: a.keepalive_ttl,
+        ..Expectations::default()
+    };
+    let inputs = Inputs::with_roles(
+        vec![cap],
+        a.profile.unwrap_or_default(),
+        a.strict,
+        expect,
+        Roles::default(),
+    );
+    let results = run_passive(&inputs);
+    let Some(view) = inputs.views().next() else {
+        return failure("no capture to check");
+    };
+    let report = CheckReport::new(view.cap, &view, results, t0);
+    let mut out = std::io::stdout().lock();
+    let written = if a.json {
+        writeln!(out, "{}", report.json())
+    } else {
+        write!(out, "{}", report.text())
+    };
+    if let Err(e) = written.and_then(|()| out.flush()) {
+        return failure(format!("stdout: {e}"));
+    }
+    // A capture cut short (a capture still running, a killed writer) is checked for what it
+    // holds; one that is corrupt in the middle cannot be trusted to be complete: exit 2.
+    if let Some(e) = view
+        .cap
+        .read_error
+        .as_deref()
+        .filter(|e| !e.contains("truncated"))
+    {
+        return input_error(format!(
+            "{}: {e}: the verdicts above cover only the frames before it",
+            view.cap.name
+        ));
+    }
+    if report.failed() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Runs `bedlab decode`.
+pub fn decode(a: DecodeArgs) -> ExitCode {
+    let cap = match load(&a.capture, a.port, a.profile) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    warn_read_error(&cap);
+    let text = if a.trace {
+        render_trace(&trace(&cap, &Roles::default()), None)
+    } else {
+        decode_lines(&cap, first_frame_ns(&a.capture, &cap))
+    };
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => failure(format!("stdout: {e}")),
+    }
+}
+
+/// Runs `bedlab gen-traffic`.
+pub fn gen_traffic(a: GenTrafficArgs) -> ExitCode {
+    let file = match std::fs::File::create(&a.out) {
+        Ok(f) => f,
+        Err(e) => return failure(format!("{}: {e}", a.out.display())),
+    };
+    let opts = super::gen::GenOptions {
+        bytes: a.size,
+        peers: a.peers,
+        seed: a.seed,
+    };
+    match super::gen::generate(file, &opts) {
+        Ok(s) => {
+            eprintln!(
+                "{}: {} packets, {} bytes of packets, {} keepalives, {} rebinding(s)",
+                a.out.display(),
+                s.packets,
+                s.bytes,
+                s.keepalives,
+                s.rebindings
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => failure(format!("{}: {e}", a.out.display())),
+    }
+}
