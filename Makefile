@@ -12,8 +12,8 @@ export PATH := $(PATH):/usr/local/sbin:/usr/sbin:/sbin
 
 # Debian packages the lab, the tests and the scripts use, and one command from each that
 # tells whether it is installed.
-DEB_PACKAGES := iproute2 nftables tshark tcpdump iperf3 iputils-ping conntrack procps
-DEB_COMMANDS := ip nft tshark tcpdump iperf3 ping conntrack pgrep
+DEB_PACKAGES := iproute2 nftables tshark tcpdump iperf3 iputils-ping conntrack procps chromium bc
+DEB_COMMANDS := ip nft tshark tcpdump iperf3 ping conntrack pgrep chromium bc
 
 SIXBED4 := target/release/sixbed4
 FUZZ_DIR := harness/sixbed4/fuzz
