@@ -406,9 +406,6 @@ fn v01_is_judged_and_rewritten_in_layout_v() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("v01.pcap");
     v01_capture(&input);
-    if let Ok(keep) = std::env::var("FIELD_KEEP_V01") {
-        std::fs::copy(&input, keep).unwrap();
-    }
     let (v, _) = verdicts(&input);
     for id in [
         "RS-01", "RA-01", "RA-02", "RA-04", "AF-01", "AF-03", "KA-01", "KA-02", "EN-03",

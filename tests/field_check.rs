@@ -81,7 +81,7 @@ fn c_reference_solicit_and_keepalive() {
     has(&r, "RA-05  PASS");
     has(&r, "RA-06  WARN");
     has(&r, "KA-02  PASS");
-    has(&r, "2 WARN, 13 PASS, 1 INFO, 19 N/A");
+    has(&r, "KA-03  INFO");
     if let Some(t) = tshark_frames(name, "udp && !icmp && icmpv6.type == 133") {
         assert_eq!(t.len(), 6, "tshark's RSs");
         assert!(t[0].1.starts_with("0.059"));
@@ -126,7 +126,9 @@ fn invalid_bypass_nd() {
         &r,
         "peer-1 ↔ peer-2: no data between them: 2 NS and 1 NA exchanged directly, yet no data went direct",
     );
-    has(&r, "ND-01  FAIL  frame 1: NS hop limit 64; frame 2: NA Solicited flag set on an NA to ff02::1; frame 3: NS an option of length 0");
+    has(&r, "ND-01  FAIL");
+    has(&r, "hop limit 64");
+    has(&r, "[frames 1, 2, 3]");
     has(&r, "AF-03  FAIL");
 }
 

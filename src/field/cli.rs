@@ -8,14 +8,14 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 
 use super::anonymise::{self, Options};
 use super::report::{decode_lines, CheckReport};
 use crate::capture::ReadError;
-use crate::conformance::checks::{run_passive, Expectations, Inputs};
+use crate::conformance::checks::{run_passive, Expectations, Inputs, REGISTRY};
 use crate::conformance::decode::{decode_file, DecodeOptions, DecodedCapture, Profile};
 use crate::conformance::trace::{render_trace, trace, Roles};
 
@@ -82,6 +82,9 @@ pub struct CheckArgs {
     /// The peer's configured keepalive TTL (KA-02; 3 when absent).
     #[arg(long)]
     pub keepalive_ttl: Option<u8>,
+    /// Print how long decoding, the shared analysis and each check took (stderr).
+    #[arg(long, hide = true)]
+    pub timings: bool,
 }
 
 /// `bedlab gen-traffic` (hidden): synthetic 6bed4 traffic for benchmarks.
@@ -241,10 +244,12 @@ fn warn_read_error(cap: &DecodedCapture) {
 
 /// Runs `bedlab check`.
 pub fn check(a: CheckArgs) -> ExitCode {
+    let started = Instant::now();
     let cap = match load(&a.capture, a.port, a.profile) {
         Ok(c) => c,
         Err(code) => return code,
     };
+    let decoded = started.elapsed();
     warn_read_error(&cap);
     let t0 = first_frame_ns(&a.capture, &cap);
     let expect = Expectations {
@@ -262,7 +267,36 @@ pub fn check(a: CheckArgs) -> ExitCode {
         expect,
         Roles::default(),
     );
-    let results = run_passive(&inputs);
+    let analysed = started.elapsed();
+    let mut per_check = Vec::new();
+    let results = if a.timings {
+        REGISTRY
+            .iter()
+            .map(|d| {
+                let t = Instant::now();
+                let r = (d.run)(&inputs);
+                per_check.push((t.elapsed(), d.id));
+                r
+            })
+            .collect()
+    } else {
+        run_passive(&inputs)
+    };
+    if a.timings {
+        per_check.sort_by(|x, y| y.cmp(x));
+        let slowest: Vec<String> = per_check
+            .iter()
+            .take(6)
+            .map(|(d, id)| format!("{id} {d:.2?}"))
+            .collect();
+        eprintln!(
+            "timings: decode {decoded:.2?}, analysis {:.2?}, checks {:.2?} (slowest: {}), {} records",
+            analysed - decoded,
+            started.elapsed() - analysed,
+            slowest.join(", "),
+            inputs.captures.first().map_or(0, |c| c.records.len())
+        );
+    }
     let Some(view) = inputs.views().next() else {
         return failure("no capture to check");
     };

@@ -186,12 +186,17 @@ fn na(from: &Peer, to: &Ipv6Addr) -> Vec<u8> {
     ipv6(&from.addr, to, 255, 58, m, 2)
 }
 
-fn data(src: &Ipv6Addr, dst: &Ipv6Addr, hop: u8, len: usize, pattern: &[u8]) -> Vec<u8> {
+/// A UDP datagram inside IPv6; `seq` goes into the first payload bytes, so that no two
+/// packets are alike (as in real traffic, where sequence numbers and content differ).
+fn data(src: &Ipv6Addr, dst: &Ipv6Addr, hop: u8, len: usize, pattern: &[u8], seq: u64) -> Vec<u8> {
     let mut u = Vec::with_capacity(8 + len);
     u.extend_from_slice(&[0x9c, 0x40, 0x13, 0x89]);
     u.extend_from_slice(&((8 + len) as u16).to_be_bytes());
     u.extend_from_slice(&[0, 0]);
+    let start = u.len();
     u.extend_from_slice(&pattern[..len.min(pattern.len())]);
+    let n = (u.len() - start).min(8);
+    u[start..start + n].copy_from_slice(&seq.to_be_bytes()[..n]);
     ipv6(src, dst, hop, 17, u, 6)
 }
 
@@ -287,7 +292,7 @@ pub fn generate<W: Write>(w: W, opts: &GenOptions) -> io::Result<GenSummary> {
             let new_ext = SocketAddrV4::new(*peers[1].ext.ip(), peers[1].ext.port().wrapping_add(1000));
             // A packet from the new mapping with the old address, the router's RA, then the
             // peer uses its new address.
-            let pkt = data(&old, &peers[0].addr, 64, 80, &f.pattern);
+            let pkt = data(&old, &peers[0].addr, 64, 80, &f.pattern, sum_out.packets);
             let frame = f.datagram(new_ext, ROUTER, 64, &pkt).to_vec();
             emit(&mut out, t, &frame, &mut sum_out)?;
             t += 200_000;
@@ -319,14 +324,22 @@ pub fn generate<W: Write>(w: W, opts: &GenOptions) -> io::Result<GenSummary> {
                 direct_ready[k] = true;
                 continue;
             }
-            let pkt = data(&peers[a].addr, &peers[b].addr, 64, len, &f.pattern);
+            let pkt = data(
+                &peers[a].addr,
+                &peers[b].addr,
+                64,
+                len,
+                &f.pattern,
+                sum_out.packets,
+            );
             let frame = f.datagram(peers[a].ext, peers[b].ext, 64, &pkt).to_vec();
             emit(&mut out, t, &frame, &mut sum_out)?;
         } else {
-            let pkt = data(&peers[a].addr, &peers[b].addr, 64, len, &f.pattern);
+            let seq = sum_out.packets;
+            let pkt = data(&peers[a].addr, &peers[b].addr, 64, len, &f.pattern, seq);
             let frame = f.datagram(peers[a].ext, ROUTER, 64, &pkt).to_vec();
             emit(&mut out, t, &frame, &mut sum_out)?;
-            let relayed = data(&peers[a].addr, &peers[b].addr, 63, len, &f.pattern);
+            let relayed = data(&peers[a].addr, &peers[b].addr, 63, len, &f.pattern, seq);
             let frame = f.datagram(ROUTER, peers[b].ext, 64, &relayed).to_vec();
             emit(&mut out, t + 40_000, &frame, &mut sum_out)?;
         }

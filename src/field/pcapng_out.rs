@@ -145,7 +145,7 @@ fn put32(b: &mut Vec<u8>, v: u32) {
 }
 
 fn pad(b: &mut Vec<u8>) {
-    while b.len() % 4 != 0 {
+    while b.len() & 3 != 0 {
         b.push(0);
     }
 }

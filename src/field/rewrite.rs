@@ -813,3 +813,143 @@ impl Rewriter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conformance::decode::addr;
+    use std::net::{Ipv6Addr, SocketAddrV4};
+
+    fn rewriter(known: &[Ipv4Addr], prefixes: &[&str]) -> Rewriter {
+        let mut l = Learned::new(&[]);
+        for a in known {
+            l.add_v4(u32::from(*a));
+        }
+        for p in prefixes {
+            l.add_prefix(&p.parse::<Ipv6Addr>().unwrap().octets());
+        }
+        Rewriter::new(KeyedMap::new(b"unit", true, None), l, Flags::default())
+    }
+
+    fn rewrite_addr(rw: &mut Rewriter, a: Ipv6Addr, tunnel: bool) -> Ipv6Addr {
+        let mut b = a.octets();
+        rw.v6(&mut b, tunnel);
+        Ipv6Addr::from(b)
+    }
+
+    #[test]
+    fn both_layouts_stay_consistent_with_the_rewritten_endpoint() {
+        let ep = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 7), 40000);
+        let mut rw = rewriter(&[*ep.ip()], &["2001:db8:6bed:4::"]);
+        let want = SocketAddrV4::new(rw.map.v4(*ep.ip()), 40000);
+        let prefix: Ipv6Addr = "2001:db8:6bed:4::".parse().unwrap();
+        let c = rewrite_addr(&mut rw, addr::encode_c(&prefix, ep, 5), false);
+        assert_eq!(addr::decode_c(&c), (want, 5), "layout C, lanip kept");
+        let v = rewrite_addr(&mut rw, addr::encode_v(&prefix, ep), false);
+        assert_eq!(addr::decode_v(&v), Some(want), "layout V");
+        // The link-local form of layout V, only inside the tunnel.
+        let ll: Ipv6Addr = addr::encode_v(&"fe80::".parse().unwrap(), ep);
+        assert_eq!(addr::decode_v(&rewrite_addr(&mut rw, ll, true)), Some(want));
+        assert_eq!(
+            rewrite_addr(&mut rw, ll, false),
+            ll,
+            "a native link-local is a MAC's"
+        );
+        let mut lla = addr::link_layer(ep);
+        rw.link_layer(&mut lla);
+        assert_eq!(addr::from_link_layer(lla), want);
+    }
+
+    #[test]
+    fn a_mis_encoded_identifier_stays_mis_encoded_the_same_way() {
+        // Octets verbatim (198 = 0xC6 in byte 8, byte 14's top bits 0): layout C reads 196.
+        let outer = Ipv4Addr::new(198, 51, 100, 7);
+        let mut rw = rewriter(&[outer], &["2001:db8:6bed:4::"]);
+        let a: Ipv6Addr = "2001:db8:6bed:4:c633:6407:9c40:1".parse().unwrap();
+        let b = rewrite_addr(&mut rw, a, false);
+        let new_outer = SocketAddrV4::new(rw.map.v4(outer), 40000);
+        assert!(
+            addr::loosely_names(&b, new_outer),
+            "still names the outer endpoint loosely"
+        );
+        assert_ne!(addr::decode_c(&b).0, new_outer, "and still not in layout C");
+        assert_eq!(addr::decode_c(&b).1, 1);
+    }
+
+    #[test]
+    fn router_prefix_and_other_embeddings() {
+        let router = Ipv4Addr::new(145, 136, 0, 1);
+        let mut rw = rewriter(&[router], &[]);
+        let r2 = rw.map.v4(router).octets();
+        let a = rewrite_addr(&mut rw, "fc64:bed:9188:1::".parse().unwrap(), false);
+        assert_eq!(a.octets()[4..8], r2, "fc64:0bed:<router IPv4>");
+        for (text, at) in [
+            ("::ffff:145.136.0.1", 12usize),
+            ("64:ff9b::145.136.0.1", 12),
+            ("2002:9188:1::1", 2),
+        ] {
+            let a = rewrite_addr(&mut rw, text.parse().unwrap(), false);
+            assert_eq!(a.octets()[at..at + 4], r2, "{text}");
+        }
+        // Teredo: the client's address is stored inverted.
+        let t = rewrite_addr(&mut rw, "2001:0:9188:1::6e77:fffe".parse().unwrap(), false);
+        assert_eq!(t.octets()[4..8], r2);
+        let client = [!t.octets()[12], !t.octets()[13], !t.octets()[14], !t.octets()[15]];
+        assert_eq!(client, rw.map.v4(Ipv4Addr::new(145, 136, 0, 1)).octets());
+        // Nothing to do: multicast, unspecified, the router's fe80::, a native address.
+        for text in ["ff02::2", "::", "fe80::", "2a00:1450:4001:82a::200e"] {
+            let a: Ipv6Addr = text.parse().unwrap();
+            assert_eq!(rewrite_addr(&mut rw, a, true), a, "{text}");
+        }
+    }
+
+    /// An ICMPv6 Time Exceeded from the router quoting a 6bed4 data packet, in the tunnel:
+    /// the quoted addresses get the same rewriting as everywhere else and the checksums
+    /// stay valid.
+    #[test]
+    fn quoted_packets_in_icmpv6_errors() {
+        use crate::conformance::decode::inner::icmpv6_checksum;
+        let peer = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 7), 40000);
+        let other = SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 10), 50000);
+        let prefix: Ipv6Addr = "2001:db8:6bed:4::".parse().unwrap();
+        let (a, b) = (
+            addr::encode_c(&prefix, peer, 1),
+            addr::encode_c(&prefix, other, 1),
+        );
+        let mut quoted = vec![0x60, 0, 0, 0, 0, 8, 17, 1];
+        quoted.extend_from_slice(&a.octets());
+        quoted.extend_from_slice(&b.octets());
+        quoted.extend_from_slice(&[0x9c, 0x40, 0x13, 0x89, 0, 8, 0, 0]);
+        let router_ll: Ipv6Addr = "fe80::".parse().unwrap();
+        let mut msg = vec![3, 0, 0, 0, 0, 0, 0, 0];
+        msg.extend_from_slice(&quoted);
+        let c = icmpv6_checksum(&router_ll, &a, &msg);
+        msg[2..4].copy_from_slice(&c.to_be_bytes());
+        assert_eq!(icmpv6_checksum(&router_ll, &a, &msg), 0);
+        let mut pkt = vec![0x60, 0, 0, 0];
+        pkt.extend_from_slice(&(msg.len() as u16).to_be_bytes());
+        pkt.extend_from_slice(&[58, 255]);
+        pkt.extend_from_slice(&router_ll.octets());
+        pkt.extend_from_slice(&a.octets());
+        pkt.extend_from_slice(&msg);
+        let mut rw = rewriter(&[*peer.ip(), *other.ip()], &["2001:db8:6bed:4::"]);
+        let end = rw.ipv6(&mut pkt, true, 0);
+        assert_eq!(end, pkt.len());
+        let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&pkt[24..40]).unwrap());
+        let q_src = Ipv6Addr::from(<[u8; 16]>::try_from(&pkt[48 + 8..48 + 24]).unwrap());
+        let q_dst = Ipv6Addr::from(<[u8; 16]>::try_from(&pkt[48 + 24..48 + 40]).unwrap());
+        assert_eq!(
+            dst, q_src,
+            "the quoted source is the error's destination, rewritten alike"
+        );
+        assert_eq!(
+            addr::decode_c(&q_dst).0,
+            SocketAddrV4::new(rw.map.v4(*other.ip()), 50000)
+        );
+        assert_eq!(
+            icmpv6_checksum(&router_ll, &dst, &pkt[40..]),
+            0,
+            "checksum still valid"
+        );
+    }
+}
