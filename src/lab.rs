@@ -818,12 +818,9 @@ impl Lab {
         if let Some(Node::Router(r)) = self.topology.node(nat) {
             if r.nat.as_ref().is_some_and(|n| n.kind.is_linux()) {
                 let ns = self.netns(nat)?;
-                return linux_nat_control(ns, &ctl).map_err(|e| match e.kind() {
-                    io::ErrorKind::Unsupported => LabError::Fabric(format!("{nat}: {e}")),
-                    _ => LabError::Io {
-                        context: format!("controlling the Linux NAT {nat}"),
-                        source: e,
-                    },
+                return linux_nat_control(ns, &ctl).map_err(|source| LabError::Io {
+                    context: format!("controlling the Linux NAT {nat}"),
+                    source,
                 });
             }
         }

@@ -4,7 +4,9 @@
 //!
 //! `cargo test --release -p bedlab --test nat_throughput -- --ignored --nocapture`
 //!
-//! Target: a NAT hop costs under 20 % of the fabric's throughput (NAT / router >= 0.8).
+//! Target: a NAT hop costs under 20 % of the fabric's throughput (NAT / router >= 0.8). Best
+//! and median of interleaved rounds are printed: this machine's load
+//! varies.
 
 use bedlab::lab::{Lab, LabOptions};
 use bedlab::topology::{Host, Interface, NatPreset, NatSpec, Router, Segment, Topology};
@@ -136,8 +138,8 @@ fn nat_share_of_fabric_throughput() {
         return;
     }
     let secs = 3.0;
-    let rounds = 3;
-    let mut best = [0f64; 3];
+    let rounds = 5;
+    let mut all: [Vec<f64>; 3] = Default::default();
     let names = [
         "direct (one segment)",
         "via a fabric router",
@@ -157,18 +159,25 @@ fn nat_share_of_fabric_throughput() {
                 names[i],
                 recv * 1280.0 * 8.0 / 1e6
             );
-            best[i] = best[i].max(recv);
+            all[i].push(recv);
         }
     }
-    println!("1280-byte UDP, best of {rounds} x {secs} s:");
-    for (name, pps) in names.iter().zip(best) {
-        println!("  {name:<22} {pps:>9.0} pps");
+    let best = all.clone().map(|v| v.into_iter().fold(0f64, f64::max));
+    let median = all.map(|mut v| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    });
+    println!("1280-byte UDP, {rounds} rounds x {secs} s, received pps (best / median):");
+    for i in 0..3 {
+        println!("  {:<22} {:>9.0} / {:>9.0}", names[i], best[i], median[i]);
     }
-    println!(
-        "  NAT / router: {:.2}   NAT / direct: {:.2}   router / direct: {:.2}",
-        best[2] / best[1],
-        best[2] / best[0],
-        best[1] / best[0]
-    );
+    for (label, v) in [("best", best), ("median", median)] {
+        println!(
+            "  {label:<6} NAT / router: {:.2}   NAT / direct: {:.2}   router / direct: {:.2}",
+            v[2] / v[1],
+            v[2] / v[0],
+            v[1] / v[0]
+        );
+    }
     assert!(best.iter().all(|&p| p > 0.0));
 }

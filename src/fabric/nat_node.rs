@@ -101,10 +101,13 @@ impl Node for NatNode {
         if in_iface == self.inside {
             // The engine first: a packet for the NAT's own external address may be a
             // hairpin to another inside host's mapping.
-            let original = pkt.clone();
+            // Only a packet for the NAT's own address may need its untranslated form back.
+            let original = for_me.then(|| pkt.clone());
             match self.nat.outbound(now, &mut pkt) {
                 Verdict::Forward | Verdict::Hairpin => self.router.handle(now, in_iface, pkt, out),
-                Verdict::Drop(_) if for_me => self.router.handle(now, in_iface, original, out),
+                Verdict::Drop(_) if for_me => {
+                    self.router.handle(now, in_iface, original.unwrap_or(pkt), out)
+                }
                 Verdict::Drop(_) => out.drop_packet(in_iface, DropReason::Nat),
             }
         } else if in_iface == self.outside {
