@@ -2,6 +2,10 @@
 //! signature (`evaluate::golden_trace`) and compared with the snapshot in `golden/`.
 //! `make golden-review` reviews changes; CI (CI=true) never writes snapshots, so a changed
 //! or missing one fails. A second test runs one cell 20 times and requires the same trace.
+//!
+//! Cells with a random impairment (loss, jitter) have no golden trace: which packets a 10 %
+//! loss hits depends on timing, so whether a bypass probe survives varies from run to run.
+//! Their checks judge them instead.
 
 use bedlab::conformance::adapter::Adapter;
 use bedlab::conformance::evaluate::golden_trace;
@@ -60,6 +64,9 @@ fn every_cell_matches_its_golden_trace() {
     settings.set_prepend_module_to_snapshot(false);
     settings.bind(|| {
         for (i, cell) in cells.iter().enumerate() {
+            if cell.params.get("impairment").is_some_and(|v| v != "none") {
+                continue;
+            }
             let r = run_cell(i + 1, cell, &suite, &ctx(dir.path()));
             assert!(
                 matches!(r.outcome, Outcome::Pass | Outcome::Xfail | Outcome::NotApplicable),

@@ -203,6 +203,7 @@ mod tests {
         // No entry is a 48-byte RS with a valid checksum and hop limit 255 (that would be valid).
         for (name, d) in &a {
             let valid_rs = d.len() == 48
+                && d[4..6] == [0, 8]
                 && d[7] == 255
                 && d[40] == 133
                 && d[41] == 0

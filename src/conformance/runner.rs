@@ -786,10 +786,21 @@ impl<'a> CellRun<'a> {
                         String::from_utf8_lossy(&out.stderr).trim()
                     )));
                 }
-                self.injection = Some(super::checks::Injection {
-                    at_ns,
-                    until_ns: Some(now_ns() + 500_000_000),
-                    source: self.public_address_of(from),
+                // One window over every injection of the cell: from the first datagram to
+                // shortly after the last (the corpus is sent in a few milliseconds).
+                let until = now_ns() + 100_000_000;
+                let source = self.public_address_of(from);
+                self.injection = Some(match self.injection.take() {
+                    Some(prev) => super::checks::Injection {
+                        at_ns: prev.at_ns.min(at_ns),
+                        until_ns: Some(until),
+                        source: if prev.source == source { source } else { None },
+                    },
+                    None => super::checks::Injection {
+                        at_ns,
+                        until_ns: Some(until),
+                        source,
+                    },
                 });
                 self.checks.push(step_check(
                     step.index,

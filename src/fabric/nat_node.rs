@@ -105,9 +105,7 @@ impl Node for NatNode {
             let original = for_me.then(|| pkt.clone());
             match self.nat.outbound(now, &mut pkt) {
                 Verdict::Forward | Verdict::Hairpin => self.router.handle(now, in_iface, pkt, out),
-                Verdict::Drop(_) if for_me => {
-                    self.router.handle(now, in_iface, original.unwrap_or(pkt), out)
-                }
+                Verdict::Drop(_) if for_me => self.router.handle(now, in_iface, original.unwrap_or(pkt), out),
                 Verdict::Drop(_) => out.drop_packet(in_iface, DropReason::Nat),
             }
         } else if in_iface == self.outside {

@@ -7,7 +7,7 @@ use crate::conformance::decode::{addr, Decoded, Endpoint, Kind, Profile};
 use crate::conformance::model::Verdict;
 
 use super::rs_ra::{advertised_by, worst, Offences};
-use super::view::View;
+use super::view::{SourceCheck, View};
 use super::{dur_ns, secs, Finding};
 
 /// The peer that sent a record (by its sender-side socket).
@@ -133,39 +133,58 @@ pub(super) fn af03(v: &View<'_>) -> Finding {
     let mut warn = Offences::default();
     let mut judged = 0;
     for (f, l) in v.packets() {
-        if l.from_router {
+        if f.from_router || l.from_router {
             continue;
         }
-        let (Some(a), Some(from)) = (six_src(v, l), l.src()) else {
-            continue;
+        let Some(a) = six_src(v, f) else { continue };
+        let (named, from) = match v.source_check(f) {
+            SourceCheck::NotJudged | SourceCheck::Untranslated => continue,
+            SourceCheck::Consistent => {
+                judged += 1;
+                continue;
+            }
+            SourceCheck::Inconsistent { named, from } => (named, from),
         };
-        let named = l.profile.decode(&a);
-        let lone_sender = l.sightings == 1
-            && l.direction != Some(Direction::Inbound)
-            && addr::is_private_v4(*from.ip())
-            && named.is_some_and(|n| !addr::is_private_v4(*n.ip()));
-        if lone_sender {
-            continue;
-        }
         judged += 1;
-        if named == Some(from) {
-            continue;
-        }
+        // The frame to show: the sighting that carries `from`.
+        let frame = v
+            .sightings(f)
+            .filter(|s| s.src() == Some(from))
+            .last()
+            .map_or(l.frame, |s| s.frame);
         let text = format!(
             "source {a} names {} in the {} layout, the datagram came from {from}{}",
             named.map_or("nothing".into(), |n| n.to_string()),
-            l.profile.name(),
-            super::rs_ra::mismatch_hint(&a, from, l.profile)
+            f.profile.name(),
+            super::rs_ra::mismatch_hint(&a, from, f.profile)
         );
-        let stale = sender(v, f).is_some_and(|p| {
+        let me = sender(v, f);
+        let stale = me.is_some_and(|p| {
             v.rebindings()
                 .iter()
                 .any(|rb| rb.peer == p && Some(rb.old) == named && rb.new == from)
         });
+        // Towards another peer, from a peer whose address names its mapping as the router
+        // saw it: the NAT mapped this destination elsewhere (symmetric / address-dependent
+        // mapping). The peer cannot know; the receiver rightly drops it. Sent to the router,
+        // it is a fault: the router must have been told the right mapping.
+        let to_router = v.sightings(f).any(|s| s.towards_router) || f.towards_router;
+        let to_peer = f
+            .dst()
+            .and_then(|d| v.peer_of_endpoint(d))
+            .is_some_and(|p| Some(p) != me);
+        let own_mapping = me.is_some_and(|p| v.peers()[p].mappings.iter().any(|m| Some(m.1) == named));
         if stale {
-            warn.add(l.frame, format!("{text} (a stale address after a NAT rebinding)"));
+            warn.add(frame, format!("{text} (a stale address after a NAT rebinding)"));
+        } else if !to_router && to_peer && own_mapping {
+            let why = if addr::is_private_v4(*from.ip()) {
+                "it went to the other peer untranslated, from a private address: bypass to it cannot work"
+            } else {
+                "a NAT gave this peer a different mapping towards another peer (symmetric/address-dependent mapping): bypass to it cannot work"
+            };
+            warn.add(frame, format!("{text} ({why})"));
         } else {
-            fail.add(l.frame, text);
+            fail.add(frame, text);
         }
     }
     if judged == 0 {

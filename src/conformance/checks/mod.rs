@@ -26,7 +26,7 @@ use crate::conformance::decode::{self, DecodeOptions, DecodedCapture, PathKind, 
 use crate::conformance::model::{CheckResult, Evidence, Verdict};
 use crate::conformance::trace::Roles;
 
-pub use view::{Peer, Rebinding, View};
+pub use view::{Peer, Rebinding, SourceCheck, View};
 
 /// What a scenario expects; every field optional. Checks that need an absent one return N/A.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -67,9 +67,12 @@ pub struct PathExpectation {
 pub struct Injection {
     /// Start, ns since the Unix epoch (as capture timestamps).
     pub at_ns: u64,
-    /// End, if known (else one second after the last injected-looking frame).
+    /// End, if known (else ten seconds after the start).
     pub until_ns: Option<u64>,
-    /// The injector's IPv4 address, if it has its own; its datagrams are the injected ones.
+    /// The injector's IPv4 address (its own, or its NAT's public one): datagrams sent in the
+    /// window with this source at any sighting, from a socket that sends junk in the window
+    /// and nothing outside it, are the injected ones (a peer sharing the address keeps its
+    /// own socket). Without it, the window's malformed or otherwise faulty datagrams are.
     pub source: Option<Ipv4Addr>,
 }
 

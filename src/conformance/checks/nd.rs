@@ -7,7 +7,7 @@ use crate::conformance::decode::{addr, inner, Decoded, Endpoint, Kind, PathKind,
 use crate::conformance::model::Verdict;
 
 use super::rs_ra::{nd_problems, worst, Offences};
-use super::view::{nd_valid, View};
+use super::view::{nd_valid, SourceCheck, View};
 use super::{dur_ns, secs, Finding};
 
 fn is_nd(r: &Decoded) -> bool {
@@ -89,7 +89,9 @@ pub(super) fn nd02(v: &View<'_>) -> Finding {
         };
         let mut p = Vec::new();
         let want = f.profile.decode(target);
-        if want != Some(dst) {
+        // Any sighting will do: the sender's uplink shows the destination it chose (a
+        // hairpinning NAT then rewrites it to the other peer's LAN address).
+        if !want.is_some_and(|w| v.sent_to(f, w)) {
             let other = f.profile_other();
             let hint = if other.decode(target) == Some(dst)
                 || (other == Profile::V01 && addr::decode_v_raw(target) == dst)
@@ -508,8 +510,11 @@ fn spoofed(v: &View<'_>, l: &Decoded) -> Option<String> {
     if l.from_router || !v.cap.prefixes.contains(&addr::prefix64(&ih.src)) {
         return None;
     }
-    let from = l.src()?;
-    (l.profile.decode(&ih.src) != Some(from)).then(|| format!("source {} does not name {from}", ih.src))
+    // Consistent when any sighting (the public side of a NAT) carries the named endpoint.
+    match v.source_check(l) {
+        SourceCheck::Inconsistent { from, .. } => Some(format!("source {} does not name {from}", ih.src)),
+        _ => None,
+    }
 }
 
 pub(super) fn nd08(v: &View<'_>) -> Finding {

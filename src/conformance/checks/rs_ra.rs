@@ -362,10 +362,13 @@ pub(super) fn answers<'a>(
     let window = v.inputs.tolerance_ns().saturating_add(2_000_000_000);
     let mut pending: BTreeMap<Endpoint, &'a Decoded> = BTreeMap::new();
     let (mut pairs, mut wrong, mut unsolicited) = (Vec::new(), Vec::new(), Vec::new());
-    for (f, l) in v.packets() {
-        if View::is_rs(f) && l.towards_router && rs_valid(l) {
-            if let Some(s) = l.src() {
-                pending.insert(s, l);
+    for (f, _) in v.packets() {
+        if View::is_rs(f) {
+            // The RS as the router got it; one lost on the way asked for nothing.
+            if let Some(l) = v.router_view(f).filter(|l| l.towards_router && rs_valid(l)) {
+                if let Some(s) = l.src() {
+                    pending.insert(s, l);
+                }
             }
         } else if View::is_ra(f) && f.from_router {
             let Some(to) = f.dst() else { continue };
@@ -617,7 +620,9 @@ pub(super) fn ra05(v: &View<'_>) -> Finding {
             ok.push(r.frame);
             continue;
         }
-        if r.sightings == 1 && addr::is_private_v4(*to.ip()) && !addr::is_private_v4(*named.ip()) {
+        // Seen only on the LAN side of a NAT: the router's destination is not in the capture.
+        let private = |e: Endpoint| addr::is_private_v4(*e.ip());
+        if !private(named) && v.sightings(r).filter_map(|s| s.dst()).chain([to]).all(private) {
             behind_nat += 1;
             continue;
         }
@@ -823,7 +828,7 @@ pub(super) fn ra08(v: &View<'_>) -> Finding {
     let tol = v.inputs.tolerance_ns();
     let invalid: Vec<&Decoded> = v
         .all_packets()
-        .map(|p| p.1)
+        .filter_map(|p| v.router_view(p.0))
         .filter(|l| View::is_rs(l) && l.towards_router && !rs_valid(l))
         .collect();
     if invalid.is_empty() {
@@ -833,16 +838,21 @@ pub(super) fn ra08(v: &View<'_>) -> Finding {
             "no invalid RS in this capture (no injection)"
         });
     }
+    // Only an RA that could answer a solicitation counts: one to all-nodes or a link-local
+    // address. An RA to a global unicast address is the "your mapping changed" RA of spec
+    // §3, which a spoofed data packet from the same socket rightly earns.
     let routers_ras: Vec<&Decoded> = v
         .all_packets()
         .map(|p| p.0)
         .filter(|r| View::is_ra(r) && r.from_router)
+        .filter(|r| match &r.kind {
+            crate::conformance::decode::Kind::Ra { dst, .. } => {
+                dst.is_multicast() || (dst.segments()[0] & 0xffc0) == 0xfe80
+            }
+            _ => true,
+        })
         .collect();
-    let valid_rs: Vec<&Decoded> = v
-        .packets()
-        .map(|p| p.1)
-        .filter(|l| View::is_rs(l) && l.towards_router && rs_valid(l))
-        .collect();
+    let valid_rs: Vec<&Decoded> = v.at_router().filter(|l| View::is_rs(l) && rs_valid(l)).collect();
     let mut off = Offences::default();
     for rs in &invalid {
         let Some(from) = rs.src() else { continue };
@@ -914,10 +924,10 @@ pub(super) fn ra09(v: &View<'_>) -> Finding {
         let Some(peer) = v.peers().get(rb.peer) else {
             continue;
         };
-        // The first packet from the new mapping that still carries an old source.
-        let trigger = v.packets().map(|p| p.1).find(|l| {
+        // The first packet from the new mapping that still carries an old source, as the
+        // router got it.
+        let trigger = v.at_router().find(|l| {
             l.ts_ns >= rb.at_ns
-                && l.towards_router
                 && l.src() == Some(rb.new)
                 && l.inner.is_some_and(|h| {
                     v.cap.prefixes.contains(&addr::prefix64(&h.src))

@@ -2,12 +2,24 @@
 //! the sender's and which the receiver's, who the peers are (their sockets, their external
 //! mappings as the router saw them, the addresses they use), which RAs gave them addresses,
 //! and where a mapping changed (a NAT rebinding).
+//!
+//! A lab capture shows one datagram at every link end it crossed; NATs rewrite its outer
+//! addresses on the way, so the sightings disagree. Three rules follow:
+//! - **the router's view** ([`View::router_view`]) is the sighting at the router's own
+//!   interface (the node that sends from the router's endpoint), and a datagram not seen
+//!   there never reached the router: it says nothing about mappings and is no evidence about
+//!   what the router did. Without the router's interface in the capture, the last sighting on
+//!   a public address stands in for it; a lone sighting stands for itself (field captures);
+//! - **an inner source is consistent** when any sighting's outer source is the endpoint it
+//!   names ([`View::source_check`]): only the public side of a NAT carries the mapping;
+//! - **a datagram that never left its sender's private side** (every source private, the
+//!   name public, delivered to no peer and not to the router) cannot be judged at all.
 
 use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 
 use crate::capture::Direction;
-use crate::conformance::decode::{addr, inner, Decoded, DecodedCapture, Endpoint, Kind, Layer};
+use crate::conformance::decode::{self, addr, inner, Decoded, DecodedCapture, Endpoint, Kind, Layer};
 use crate::conformance::trace::Roles;
 
 use super::{Expectations, Inputs};
@@ -52,6 +64,12 @@ pub(crate) struct ViewData {
     /// Per packet: record index of the first and last tunnel sighting (usize::MAX if none).
     first: Vec<usize>,
     last: Vec<usize>,
+    /// Per packet: record indices of every tunnel sighting, in capture order.
+    all: Vec<Vec<usize>>,
+    /// Per packet: the record index of the router's view (usize::MAX if none).
+    at_router: Vec<usize>,
+    /// The node whose interface the router's datagrams leave by, when the capture names it.
+    router_node: Option<String>,
     injected: Vec<bool>,
     peers: Vec<Peer>,
     socket_peer: BTreeMap<Endpoint, usize>,
@@ -67,6 +85,20 @@ pub struct View<'a> {
     pub cap: &'a DecodedCapture,
     data: &'a ViewData,
     pub inputs: &'a Inputs,
+}
+
+/// How an inner source fits the outer sources of its datagram (see the module notes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceCheck {
+    /// No 6bed4 source (unspecified, link-local, outside the capture's prefixes).
+    NotJudged,
+    /// A sighting's outer source is the endpoint the source names.
+    Consistent,
+    /// The datagram never left its sender's private side: nothing to compare with.
+    Untranslated,
+    /// No sighting fits. `from` is the most public source seen (the router's view, else the
+    /// last public sighting, else the last).
+    Inconsistent { named: Option<Endpoint>, from: Endpoint },
 }
 
 /// Whether an RA is one a peer may accept (RFC 4861 §6.1.2 plus the 6bed4 outer source).
@@ -129,6 +161,7 @@ impl ViewData {
             injected: vec![false; n],
             ..ViewData::default()
         };
+        d.all = vec![Vec::new(); n];
         for (i, r) in cap.records.iter().enumerate() {
             if let Some(k) = r.inner_key {
                 d.by_key.entry(k).or_default().push(i);
@@ -140,25 +173,77 @@ impl ViewData {
                 d.first[r.packet] = i;
             }
             d.last[r.packet] = i;
+            d.all[r.packet].push(i);
         }
+        d.router_node = router_node(cap);
+        d.at_router = (0..n)
+            .map(|p| d.find_router_view(cap, p).unwrap_or(usize::MAX))
+            .collect();
         if let Some(inj) = &expect.injection {
             let until = inj.until_ns.unwrap_or(inj.at_ns.saturating_add(10_000_000_000));
+            let during = |t: u64| t >= inj.at_ns && t <= until;
+            let faulty = |r: &Decoded| !r.issues.is_empty() || matches!(r.kind, Kind::Malformed { .. });
+            // The injector's sockets (sender's side) live only during the injection and send
+            // junk; a peer sharing the injector's address (started on the injecting node,
+            // behind the same NAT) uses its own socket, which is judged as usual.
+            let mut lasting = std::collections::BTreeSet::new();
+            let mut junk = std::collections::BTreeSet::new();
+            for r in (0..n).filter_map(|p| cap.records.get(d.first[p])) {
+                let Some(s) = r.src() else { continue };
+                if !during(r.ts_ns) {
+                    lasting.insert(s);
+                } else if faulty(r) {
+                    junk.insert(s);
+                }
+            }
             for p in 0..n {
                 let Some(r) = cap.records.get(d.first[p]) else {
                     continue;
                 };
-                d.injected[p] = match inj.source {
-                    Some(ip) => r.src().is_some_and(|s| *s.ip() == ip),
-                    None => {
-                        r.ts_ns >= inj.at_ns
-                            && r.ts_ns <= until
-                            && (!r.issues.is_empty() || matches!(r.kind, Kind::Malformed { .. }))
-                    }
-                };
+                d.injected[p] = during(r.ts_ns)
+                    && match inj.source {
+                        // The injector's address may be its NAT's public one: any sighting.
+                        Some(ip) => {
+                            r.src()
+                                .is_some_and(|s| junk.contains(&s) && !lasting.contains(&s))
+                                && d.all[p]
+                                    .iter()
+                                    .filter_map(|&i| cap.records.get(i)?.src())
+                                    .any(|s| *s.ip() == ip)
+                        }
+                        None => faulty(r),
+                    };
             }
         }
         d.find_peers(cap, roles);
         d
+    }
+
+    /// The record index of packet `p`'s sighting that stands for what the router got.
+    fn find_router_view(&self, cap: &DecodedCapture, p: usize) -> Option<usize> {
+        let all = self.all.get(p)?;
+        let rec = |i: &usize| cap.records.get(*i);
+        if let Some(node) = &self.router_node {
+            return all.iter().copied().find(|i| {
+                rec(i).is_some_and(|r| r.node() == Some(node) && r.direction != Some(Direction::Outbound))
+            });
+        }
+        if all.len() == 1 {
+            return all.first().copied();
+        }
+        let public = |i: &usize| {
+            rec(i)
+                .and_then(|r| r.src())
+                .is_some_and(|s| !addr::is_private_v4(*s.ip()))
+        };
+        // All sources private: it reached a router in the same private realm, or none.
+        all.iter().rev().copied().find(public).or_else(|| {
+            all.last().copied().filter(|i| {
+                rec(i)
+                    .and_then(|r| r.dst())
+                    .is_some_and(|d| addr::is_private_v4(*d.ip()))
+            })
+        })
     }
 
     fn find_peers(&mut self, cap: &DecodedCapture, roles: &Roles) {
@@ -203,7 +288,7 @@ impl ViewData {
         }
         let mut index: BTreeMap<Endpoint, usize> = BTreeMap::new();
         let mut unnamed = 0usize;
-        for &(p, socket, seen, src6) in &sent {
+        for &(p, socket, _, src6) in &sent {
             let root = uf.find(socket);
             let peer = match index.get(&root) {
                 Some(&i) => i,
@@ -231,7 +316,6 @@ impl ViewData {
                 }
             };
             self.socket_peer.entry(socket).or_insert(peer);
-            let l = &cap.records[self.last[p]];
             let pe = &mut self.peers[peer];
             if !pe.sockets.contains(&socket) {
                 pe.sockets.push(socket);
@@ -241,21 +325,37 @@ impl ViewData {
                     pe.addresses.push(a);
                 }
             }
-            if l.towards_router && pe.mappings.last().map(|m| m.1) != Some(seen) {
+            // The mapping is what the router saw; a datagram that never reached it says
+            // nothing (one lost on the LAN carries only the private socket).
+            let Some(at) = cap.records.get(self.at_router[p]) else {
+                continue;
+            };
+            let Some(mapped) = at.src().filter(|_| at.towards_router) else {
+                continue;
+            };
+            if pe.mappings.last().map(|m| m.1) != Some(mapped) {
                 if let Some(&(_, old, _)) = pe.mappings.last() {
                     self.rebindings.push(Rebinding {
                         peer,
-                        at_ns: l.ts_ns,
+                        at_ns: at.ts_ns,
                         old,
-                        new: seen,
-                        frame: l.frame,
+                        new: mapped,
+                        frame: at.frame,
                     });
                 }
-                pe.mappings.push((l.ts_ns, seen, l.frame));
+                pe.mappings.push((at.ts_ns, mapped, at.frame));
             }
         }
-        // Valid RAs that reached each peer: by the socket they arrived at, or the mapping
-        // the router sent them to.
+        // Valid RAs that reached each peer: by the socket they arrived at, or, when the
+        // capture shows nothing arriving at the peer's sockets (taken at the router), the
+        // mapping the router sent them to. An RA lost on the way reached no one.
+        let delivered: std::collections::BTreeSet<Endpoint> = cap
+            .records
+            .iter()
+            .filter(|r| r.is_tunnel())
+            .filter_map(|r| r.dst())
+            .filter(|d| self.socket_peer.contains_key(d))
+            .collect();
         for p in 0..self.first.len() {
             let (Some(f), Some(l)) = (cap.records.get(self.first[p]), cap.records.get(self.last[p])) else {
                 continue;
@@ -268,9 +368,10 @@ impl ViewData {
                 .and_then(|d| self.socket_peer.get(&d).copied())
                 .or_else(|| {
                     let sent_to = f.dst()?;
-                    self.peers
-                        .iter()
-                        .position(|pe| pe.mappings.iter().any(|m| m.1 == sent_to))
+                    self.peers.iter().position(|pe| {
+                        pe.mappings.iter().any(|m| m.1 == sent_to)
+                            && !pe.sockets.iter().any(|s| delivered.contains(s))
+                    })
                 });
             if let Some(i) = target {
                 self.peers[i].ras.push((l.ts_ns, self.last[p]));
@@ -334,6 +435,86 @@ impl<'a> View<'a> {
         ))
     }
 
+    /// Every tunnel sighting of the packet `r` belongs to, in capture order.
+    pub fn sightings(&self, r: &Decoded) -> impl Iterator<Item = &'a Decoded> + '_ {
+        let all: &'a [usize] = if r.is_tunnel() {
+            self.data.all.get(r.packet).map_or(&[][..], Vec::as_slice)
+        } else {
+            &[]
+        };
+        all.iter().filter_map(move |&i| self.cap.records.get(i))
+    }
+
+    /// The sighting of `r`'s packet that stands for what the router got: at the router's
+    /// interface when the capture has it (None if the datagram never got there), else the
+    /// last sighting on a public address, or the lone sighting. See the module notes.
+    pub fn router_view(&self, r: &Decoded) -> Option<&'a Decoded> {
+        if !r.is_tunnel() {
+            return None;
+        }
+        self.cap.records.get(*self.data.at_router.get(r.packet)?)
+    }
+
+    /// The router's view of every tunnel packet that reached the router (not injected).
+    pub fn at_router(&self) -> impl Iterator<Item = &'a Decoded> + '_ {
+        self.packets()
+            .filter_map(move |(f, _)| self.router_view(f))
+            .filter(|r| r.towards_router)
+    }
+
+    /// Whether `r` is its packet's router view.
+    pub fn is_router_view(&self, r: &Decoded) -> bool {
+        self.router_view(r).is_some_and(|x| std::ptr::eq(x, r))
+    }
+
+    /// The node the router's interface belongs to, when the capture names it.
+    pub fn router_node(&self) -> Option<&'a str> {
+        self.data.router_node.as_deref()
+    }
+
+    /// How the inner source of `r`'s datagram fits its outer sources (see [`SourceCheck`]).
+    pub fn source_check(&self, r: &Decoded) -> SourceCheck {
+        let Some(ih) = r.inner else {
+            return SourceCheck::NotJudged;
+        };
+        if ih.src.is_unspecified() || !self.cap.prefixes.contains(&addr::prefix64(&ih.src)) {
+            return SourceCheck::NotJudged;
+        }
+        let named = r.profile.decode(&ih.src);
+        let seen: Vec<&Decoded> = self.sightings(r).collect();
+        let seen = if seen.is_empty() { vec![r] } else { seen };
+        let srcs: Vec<Endpoint> = seen.iter().filter_map(|s| s.src()).collect();
+        if decode::source_fits(named, &srcs) {
+            return SourceCheck::Consistent;
+        }
+        let lone_inbound = seen.len() == 1 && r.direction == Some(Direction::Inbound);
+        // Several sightings show where it went: to the router, or delivered to a peer's
+        // socket, it was judged there as it was. A lone sighting cannot show that.
+        let judged_by_someone = seen.len() > 1
+            && (self.router_view(r).is_some_and(|x| x.towards_router)
+                || seen
+                    .iter()
+                    .any(|s| s.dst().is_some_and(|d| self.data.socket_peer.contains_key(&d))));
+        if decode::never_translated(named, &srcs, lone_inbound) && !judged_by_someone {
+            return SourceCheck::Untranslated;
+        }
+        let from = self
+            .router_view(r)
+            .and_then(|x| x.src())
+            .or_else(|| srcs.iter().rev().find(|s| !addr::is_private_v4(*s.ip())).copied())
+            .or_else(|| srcs.last().copied());
+        match from {
+            Some(from) => SourceCheck::Inconsistent { named, from },
+            None => SourceCheck::NotJudged,
+        }
+    }
+
+    /// Whether any sighting of `r`'s datagram went to `ep` (the sender's uplink shows the
+    /// destination it chose; NATs may rewrite it later).
+    pub fn sent_to(&self, r: &Decoded, ep: Endpoint) -> bool {
+        r.dst() == Some(ep) || self.sightings(r).any(|s| s.dst() == Some(ep))
+    }
+
     /// Every record (tunnel or TUN) carrying the same inner packet, hop limit aside.
     pub fn with_key(&self, key: Option<u64>) -> impl Iterator<Item = &'a Decoded> + '_ {
         key.and_then(|k| self.data.by_key.get(&k))
@@ -394,6 +575,23 @@ impl<'a> View<'a> {
     pub fn is_ra(r: &Decoded) -> bool {
         r.is_tunnel() && r.icmp_type() == Some(inner::RA) && r.inner.is_some()
     }
+}
+
+/// The node that sends the router's datagrams (their first sighting leaves by its
+/// interface); the busiest one if several claim the router's endpoint.
+fn router_node(cap: &DecodedCapture) -> Option<String> {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in &cap.records {
+        if r.is_tunnel() && r.is_first() && r.from_router && r.direction == Some(Direction::Outbound) {
+            if let Some(n) = r.node() {
+                *counts.entry(n).or_insert(0) += 1;
+            }
+        }
+    }
+    counts
+        .into_iter()
+        .max_by_key(|&(_, c)| c)
+        .map(|(n, _)| n.to_string())
 }
 
 /// Union-find over endpoints (path halving), for grouping sockets into peers.

@@ -663,9 +663,11 @@ impl Decoder {
 
         // 4. Derived fields.
         let counts = sighting_counts(&records, packets);
+        let sources = packet_sources(&records, packets);
         for r in records.iter_mut() {
             r.sightings = counts.get(r.packet).copied().unwrap_or(1);
-            derive(r, &routers, &prefixes, &opts);
+            let srcs = sources.get(r.packet).map_or(&[][..], Vec::as_slice);
+            derive(r, &routers, &prefixes, &opts, srcs);
         }
         DecodedCapture {
             name: opts.name,
@@ -689,16 +691,52 @@ fn sighting_counts(records: &[Decoded], packets: usize) -> Vec<u16> {
     counts
 }
 
+/// Per packet, the outer source of each of its tunnel sightings, in capture order.
+fn packet_sources(records: &[Decoded], packets: usize) -> Vec<Vec<Endpoint>> {
+    let mut srcs = vec![Vec::new(); packets];
+    for r in records.iter().filter(|r| r.is_tunnel()) {
+        if let (Some(list), Some(s)) = (srcs.get_mut(r.packet), r.src()) {
+            list.push(s);
+        }
+    }
+    srcs
+}
+
+/// Whether an inner source naming `named` fits a packet seen with outer sources `srcs`:
+/// a NAT rewrites the outer source, so one sighting naming it is enough (the public side
+/// after translation; the LAN sides carry private addresses).
+pub fn source_fits(named: Option<Endpoint>, srcs: &[Endpoint]) -> bool {
+    named.is_some_and(|n| srcs.contains(&n))
+}
+
+/// Whether a packet never left its sender's private side, so its outer sources cannot show
+/// the public mapping its inner source names: every sighting's source is private and the
+/// name public. A lone sighting must not be an arrival (a receiver on a LAN judges what it
+/// got).
+pub fn never_translated(named: Option<Endpoint>, srcs: &[Endpoint], lone_inbound: bool) -> bool {
+    let sender_side = match srcs.len() {
+        0 => false,
+        1 => !lone_inbound,
+        _ => true,
+    };
+    sender_side
+        && srcs.iter().all(|s| addr::is_private_v4(*s.ip()))
+        && named.is_some_and(|n| !addr::is_private_v4(*n.ip()))
+}
+
 /// Assigns `packet` and `sighting`: a record joins an earlier packet with the same
 /// fingerprint when it is a plausible next hop of that packet's last sighting (a link keeps
 /// both endpoints and the TTL; a node forwarding it may rewrite one side and lower the TTL).
 /// Returns the number of packets.
 fn group_sightings(records: &mut [Decoded]) -> usize {
+    /// A capture point and direction: a hairpinning NAT shows one packet twice on its LAN
+    /// interface, arriving and leaving.
+    type Point = (Option<String>, Option<Direction>);
     struct Open {
         packet: usize,
         last: usize,
         count: u16,
-        ifaces: Vec<Option<String>>,
+        points: Vec<Point>,
     }
     let mut open: HashMap<u64, Vec<Open>> = HashMap::new();
     let mut next_packet = 0usize;
@@ -708,13 +746,14 @@ fn group_sightings(records: &mut [Decoded]) -> usize {
         if r.is_tunnel() && r.interface.is_some() {
             if let Some(list) = open.get_mut(&r.fingerprint) {
                 list.retain(|g| r.ts_ns.saturating_sub(records[g.last].ts_ns) <= GROUP_WINDOW_NS);
+                let point = (r.interface.clone(), r.direction);
                 let pos = list
                     .iter()
-                    .rposition(|g| !g.ifaces.contains(&r.interface) && next_hop(&records[g.last], r));
+                    .rposition(|g| !g.points.contains(&point) && next_hop(&records[g.last], r));
                 if let Some(g) = pos.and_then(|p| list.get_mut(p)) {
                     g.last = i;
                     g.count = g.count.saturating_add(1);
-                    g.ifaces.push(r.interface.clone());
+                    g.points.push(point);
                     joined = Some((g.packet, g.count - 1));
                 }
             }
@@ -729,7 +768,7 @@ fn group_sightings(records: &mut [Decoded]) -> usize {
                         packet: p,
                         last: i,
                         count: 1,
-                        ifaces: vec![r.interface.clone()],
+                        points: vec![(r.interface.clone(), r.direction)],
                     });
                 }
                 (p, 0)
@@ -753,8 +792,11 @@ fn next_hop(a: &Decoded, b: &Decoded) -> bool {
         (Some(Direction::Outbound), Some(Direction::Inbound), Some(na), Some(nb)) => {
             na != nb && oa.src == ob.src && oa.dst == ob.dst && oa.ttl == ob.ttl
         }
+        // Forwarded by one node: a NAT rewrites one side; a hairpinning NAT rewrites both
+        // (the source to its external mapping, the destination to the internal host), and
+        // then, forwarding, it lowers the TTL.
         (Some(Direction::Inbound), Some(Direction::Outbound), Some(na), Some(nb)) => {
-            na == nb && (oa.src == ob.src || oa.dst == ob.dst)
+            na == nb && (oa.src == ob.src || oa.dst == ob.dst || ob.ttl < oa.ttl)
         }
         (Some(_), Some(_), Some(_), Some(_)) => false,
         _ => oa.src == ob.src || oa.dst == ob.dst,
@@ -767,6 +809,7 @@ fn derive(
     routers: &BTreeSet<Endpoint>,
     prefixes: &BTreeSet<Ipv6Addr>,
     opts: &DecodeOptions,
+    srcs: &[Endpoint],
 ) {
     let Some(o) = r.outer.clone() else {
         r.profile = opts.profile.unwrap_or_else(|| layout_profile(r, None));
@@ -793,17 +836,20 @@ fn derive(
             o.dst
         ));
     }
-    // The inner source must name the outer source as the receiver sees it (after every
-    // NAT): judged at the last sighting, unless this lone sighting is a sender's side behind a NAT.
+    // The inner source must name the outer source of one of the packet's sightings (the
+    // public side of every NAT it crossed): noted at the last sighting, unless the packet
+    // never left its sender's private side.
     if let (Some(ih), false) = (&r.inner, r.from_router) {
         let judged = prefixes.contains(&addr::prefix64(&ih.src)) && !ih.src.is_unspecified();
         if judged && r.is_last() {
             let named = r.profile.decode(&ih.src);
-            let behind_nat = r.sightings == 1
-                && r.direction != Some(Direction::Inbound)
-                && addr::is_private_v4(*o.src.ip())
-                && named.is_some_and(|n| !addr::is_private_v4(*n.ip()));
-            if named != Some(o.src) && !behind_nat {
+            let srcs = if srcs.is_empty() {
+                std::slice::from_ref(&o.src)
+            } else {
+                srcs
+            };
+            let lone_inbound = r.direction == Some(Direction::Inbound);
+            if !source_fits(named, srcs) && !never_translated(named, srcs, lone_inbound) {
                 let other = r.profile_other().decode(&ih.src);
                 let hint = if other == Some(o.src) {
                     format!(" (it does in the {} layout)", r.profile_other().name())
@@ -855,6 +901,13 @@ fn layout_profile(r: &Decoded, o: Option<&Outer>) -> Profile {
 /// link-local or unspecified source, DAD probes.
 fn is_kernel_noise(r: &Decoded) -> bool {
     let Some(ih) = &r.inner else { return false };
+    // MLDv2 reports come behind a Hop-by-Hop header (Router Alert), so no ICMPv6 type shows.
+    if ih.next_header == 0
+        && addr::is_multicast(&ih.dst)
+        && (ih.src.is_unspecified() || addr::is_link_local(&ih.src))
+    {
+        return true;
+    }
     match r.icmp_type() {
         Some(130..=132 | 143) => true,
         Some(inner::RS) => ih.src.is_unspecified() || addr::is_link_local(&ih.src),

@@ -309,3 +309,117 @@ pub fn good_exchange_with(a: Endpoint, b: Endpoint, jitter_ms: u64) -> Cap {
     }
     c
 }
+
+/// One link end a datagram is seen at: (capture point, direction, outer source, outer
+/// destination, IPv4 TTL).
+pub type Hop = (String, Direction, Endpoint, Endpoint, u8);
+
+/// A peer behind a NAT in a multi-point lab capture: its node, its NAT's node, its LAN
+/// socket and its external mapping towards the router.
+#[derive(Debug, Clone)]
+pub struct Natted {
+    pub node: &'static str,
+    pub nat: &'static str,
+    pub lan: Endpoint,
+    pub wan: Endpoint,
+}
+
+impl Natted {
+    /// From this peer to a public `dst`, leaving the NAT as `wan`, until capture point `at`
+    /// (`router/eth0`, or the far NAT's `nat-b/wan` that filters it): seen at the peer's
+    /// uplink, the NAT's LAN side, its WAN side (translated, TTL lowered), then `at`.
+    pub fn out_as(&self, dst: Endpoint, at: &str, wan: Endpoint) -> Vec<Hop> {
+        vec![
+            (
+                format!("{}/eth0", self.node),
+                Direction::Outbound,
+                self.lan,
+                dst,
+                64,
+            ),
+            (format!("{}/lan", self.nat), Direction::Inbound, self.lan, dst, 64),
+            (format!("{}/wan", self.nat), Direction::Outbound, wan, dst, 63),
+            (at.to_string(), Direction::Inbound, wan, dst, 63),
+        ]
+    }
+
+    /// [`Natted::out_as`] through its usual mapping.
+    pub fn out(&self, dst: Endpoint, at: &str) -> Vec<Hop> {
+        self.out_as(dst, at, self.wan)
+    }
+
+    /// From a public `src` leaving by capture point `from` to this peer's mapping, in
+    /// through the NAT.
+    pub fn inn(&self, src: Endpoint, from: &str) -> Vec<Hop> {
+        vec![
+            (from.to_string(), Direction::Outbound, src, self.wan, 64),
+            (format!("{}/wan", self.nat), Direction::Inbound, src, self.wan, 64),
+            (
+                format!("{}/lan", self.nat),
+                Direction::Outbound,
+                src,
+                self.lan,
+                63,
+            ),
+            (
+                format!("{}/eth0", self.node),
+                Direction::Inbound,
+                src,
+                self.lan,
+                63,
+            ),
+        ]
+    }
+
+    /// To another peer behind the same hairpinning NAT, sent to its mapping: the NAT turns
+    /// it around on its LAN side, rewriting the source to this peer's mapping and the
+    /// destination to the other's LAN socket.
+    pub fn hairpin(&self, to: &Natted) -> Vec<Hop> {
+        vec![
+            (
+                format!("{}/eth0", self.node),
+                Direction::Outbound,
+                self.lan,
+                to.wan,
+                64,
+            ),
+            (
+                format!("{}/lan", self.nat),
+                Direction::Inbound,
+                self.lan,
+                to.wan,
+                64,
+            ),
+            (
+                format!("{}/lan", self.nat),
+                Direction::Outbound,
+                self.wan,
+                to.lan,
+                63,
+            ),
+            (
+                format!("{}/eth0", to.node),
+                Direction::Inbound,
+                self.wan,
+                to.lan,
+                63,
+            ),
+        ]
+    }
+}
+
+impl Cap {
+    /// One datagram seen at each of `hops` in turn (1 ms apart), all with IP id `id`. Pass a
+    /// prefix of a path for a datagram lost on the way.
+    pub fn hops(&mut self, t_ms: u64, id: u16, payload: &[u8], hops: &[Hop]) -> &mut Cap {
+        for (i, (iface, dir, src, dst, ttl)) in hops.iter().enumerate() {
+            self.at_if(
+                t_ms + i as u64,
+                iface,
+                Some(*dir),
+                udp_id(*src, *dst, *ttl, payload, id),
+            );
+        }
+        self
+    }
+}

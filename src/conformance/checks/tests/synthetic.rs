@@ -335,6 +335,20 @@ fn ra08_router_ignores_invalid_rs() {
     deaf.dg(3000, a, r, rs(None));
     deaf.dg(9000, a, r, udp(a, r, 3, &[]));
     assert_eq!(verdict(&run(&deaf), "RA-08"), Fail);
+    // An invalid RS, then a spoofed data packet from the same socket: the router's
+    // "mapping changed" RA to the stale (global) address answers the data, not the RS.
+    let mut spoof = Cap::new();
+    spoof.dg(0, a, r, with_hop(rs(None), 254));
+    spoof.dg(5, a, r, ping(a6(pb()), a6(router()), 64, 1, 0));
+    spoof.dg(10, r, a, ra_with(a, 1800, 30_000, a6(pb())));
+    spoof.dg(3000, a, r, rs(None));
+    spoof.dg(3010, r, a, ra_for(a));
+    assert_eq!(
+        verdict(&run(&spoof), "RA-08"),
+        Pass,
+        "{:?}",
+        get(&run(&spoof), "RA-08")
+    );
 }
 
 /// A NAT rebinding seen at the router: A's mapping moves from `a` to `a2`; the router sends
