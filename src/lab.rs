@@ -229,6 +229,7 @@ pub fn impairment(i: &topology::Impairment) -> fabric::Impairment {
         reorder: i.reorder,
         rate_bps: i.rate_bps,
         queue_limit: i.queue_limit,
+        reorder_gap: i.reorder_gap,
     }
 }
 
@@ -320,6 +321,9 @@ fn configure_uplinks(
             default_set = true;
         }
         let ifindex = tun.ifindex();
+        // Closing the descriptors at teardown is then instant; the kernel removes the
+        // devices with the namespace (also when bedlab is killed).
+        tun.set_persistent(true)?;
         out.push((p.fabric_id, ifindex, OwnedFd::from(tun)));
     }
     for &(prefix, len, via) in routes {
@@ -877,12 +881,27 @@ impl Lab {
             let _ = p.stop(Duration::from_millis(500));
         }
         self.processes.clear();
-        // Host captures hold their namespace: stop them before letting go of it.
-        for node in self.namespaces.values_mut() {
-            if let Some(c) = node.capture.take() {
-                let _ = c.stop();
+        // Host captures hold their namespace: stop them before letting go of it. Closing a
+        // packet socket waits for the kernel (a grace period each); stopped from several
+        // threads at once, those waits overlap.
+        let captures: Vec<HostCapture> = self
+            .namespaces
+            .values_mut()
+            .filter_map(|n| n.capture.take())
+            .collect();
+        let chunk = captures.len().div_ceil(16).max(1);
+        let mut captures = captures.into_iter();
+        std::thread::scope(|s| loop {
+            let batch: Vec<HostCapture> = captures.by_ref().take(chunk).collect();
+            if batch.is_empty() {
+                break;
             }
-        }
+            s.spawn(move || {
+                for c in batch {
+                    let _ = c.stop();
+                }
+            });
+        });
         if let Some(f) = self.fabric.take() {
             let _ = f.stop();
         }

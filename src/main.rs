@@ -421,7 +421,13 @@ fn open_node(record: &RunRecord, node: &str) -> Result<NetNs> {
     Ok(handle)
 }
 
-fn run_in(ns: &NetNs, argv: &[String], node: &str) -> Result<ExitCode> {
+/// Runs `argv` inside `ns` (a node of the lab `record` describes).
+///
+/// The owner is checked again once the child is inside: if the lab died (and `gc` already
+/// looked for processes in its namespaces) between opening the namespace and entering it,
+/// nobody would ever reap the child, so it is killed here instead. A lab that dies later
+/// finds the child by its namespace, as `gc` does for every process inside.
+fn run_in(ns: NetNs, argv: &[String], node: &str, record: &RunRecord) -> Result<ExitCode> {
     let (program, args) = argv.split_first().context("empty command")?;
     let fd = ns.as_raw_fd();
     let mut cmd = Command::new(program);
@@ -430,16 +436,30 @@ fn run_in(ns: &NetNs, argv: &[String], node: &str) -> Result<ExitCode> {
     unsafe {
         cmd.pre_exec(move || bedlab::netns::setns(fd));
     }
-    let status = cmd
-        .status()
+    let mut child = cmd
+        .spawn()
         .with_context(|| format!("running {program:?} in {node}"))?;
+    // The child holds the namespace now; this process need not keep it alive.
+    drop(ns);
+    if !record.owner_alive() {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(InputError(format!(
+            "lab {} went away while starting {program:?}",
+            record.run_id
+        ))
+        .into());
+    }
+    let status = child
+        .wait()
+        .with_context(|| format!("waiting for {program:?} in {node}"))?;
     Ok(ExitCode::from(status.code().map_or(1, |c| c.clamp(0, 255) as u8)))
 }
 
 fn exec(args: ExecArgs, state_root: &Path) -> Result<ExitCode> {
     let record = select_run(state_root, args.sel.run.as_deref())?;
     let ns = open_node(&record, &args.node)?;
-    run_in(&ns, &args.command, &args.node)
+    run_in(ns, &args.command, &args.node, &record)
 }
 
 fn shell(args: ShellArgs, state_root: &Path) -> Result<ExitCode> {
@@ -448,7 +468,7 @@ fn shell(args: ShellArgs, state_root: &Path) -> Result<ExitCode> {
     let sh = std::env::var("SHELL").unwrap_or_else(|_| "/bin/bash".into());
     std::env::set_var("PS1", format!("[{}:{}] \\w\\$ ", record.run_id, args.node));
     eprintln!("shell in {} of lab {} (exit to leave)", args.node, record.run_id);
-    run_in(&ns, &[sh], &args.node)
+    run_in(ns, &[sh], &args.node, &record)
 }
 
 fn down(args: DownArgs, state_root: &Path) -> Result<()> {

@@ -300,6 +300,14 @@ impl<R: Read> Reader<R> {
         result
     }
 
+    /// Hands a packet's buffer back for the next packet, so that a caller that is done
+    /// with each packet before asking for the next reads without allocating per packet.
+    pub fn recycle(&mut self, data: Vec<u8>) {
+        if self.buf.capacity() < data.capacity() {
+            self.buf = data;
+        }
+    }
+
     // ---- classic pcap ----
 
     fn read_pcap_header(&mut self, big_endian: bool, nanos: bool) -> Result<(), ReadError> {

@@ -168,7 +168,10 @@ impl LinkDir {
         at = at.checked_add(delay).unwrap_or(at);
         if self.imp.reorder > 0.0 {
             if self.rng.gen::<f64>() < self.imp.reorder {
-                let extra = (self.imp.delay + self.imp.jitter).max(REORDER_MIN_EXTRA);
+                let extra = self
+                    .imp
+                    .reorder_gap
+                    .unwrap_or((self.imp.delay + self.imp.jitter).max(REORDER_MIN_EXTRA));
                 at = at.checked_add(extra).unwrap_or(at);
             }
         } else if let Some(last) = self.last_out {

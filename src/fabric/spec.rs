@@ -105,6 +105,8 @@ pub struct Impairment {
     /// Most packets the rate-limit queue holds (including the one being sent); more are
     /// tail-dropped. 0 means [`DEFAULT_QUEUE_LIMIT`]. Unused without `rate_bps`.
     pub queue_limit: u32,
+    /// How long a reordered packet is held back; `None`: `max(delay + jitter, 10 ms)`.
+    pub reorder_gap: Option<Duration>,
 }
 
 /// The queue limit used when [`Impairment::queue_limit`] is 0: Linux's default

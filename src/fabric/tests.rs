@@ -449,6 +449,26 @@ fn reorder_probability_produces_reordering() {
 }
 
 #[test]
+fn reorder_gap_sets_how_long_a_reordered_packet_is_held() {
+    let t0 = Instant::now();
+    let mut f = impaired(Impairment {
+        reorder: 1.0,
+        reorder_gap: Some(ms(40)),
+        ..Default::default()
+    });
+    let got = send_numbered(&mut f, t0, 20, ms(1), 100);
+    assert_eq!(got.len(), 20);
+    for d in &got {
+        let sent = t0 + ms(1) * seq_of(&d.packet);
+        let held = d.at.saturating_duration_since(sent);
+        assert!(
+            held >= ms(40) && held <= ms(41),
+            "held {held:?}, not the 40 ms gap"
+        );
+    }
+}
+
+#[test]
 fn duplication_rate_matches() {
     let mut f = impaired(Impairment {
         duplicate: 0.1,

@@ -111,7 +111,8 @@ impl Segment {
 pub struct Impairment {
     /// Fixed one-way delay.
     pub delay: Duration,
-    /// Random delay added on top of `delay`, uniformly in `0..=jitter` (may exceed `delay`).
+    /// Random variation of `delay`: each packet waits a uniform `delay ± jitter` (never below
+    /// zero). Without `reorder`, packets keep their order, so jitter only spreads them out.
     pub jitter: Duration,
     /// Probability a packet is lost, `0..=1`.
     pub loss: f64,

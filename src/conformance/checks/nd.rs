@@ -139,37 +139,59 @@ pub(super) fn nd02(v: &View<'_>) -> Finding {
 
 /// The NS (as received) an NA (as sent) answers: the latest NS that arrived at the NA's
 /// source endpoint within 2 s before it, preferring one with the same target.
-fn answered_ns<'a>(v: &View<'a>, na: &Decoded) -> Option<(&'a Decoded, &'a Decoded)> {
+/// Every NS's receiver's sighting, by its outer destination, sorted by time (ties in
+/// packet order): `(ts, packet order, sighting)`.
+type NsIndex<'a> = std::collections::HashMap<Option<Endpoint>, Vec<(u64, usize, &'a Decoded)>>;
+
+fn ns_index<'a>(v: &View<'a>) -> NsIndex<'a> {
+    let mut idx: NsIndex<'a> = std::collections::HashMap::new();
+    for (i, (_, l)) in v.all_packets().enumerate() {
+        if matches!(l.kind, Kind::Ns { .. }) {
+            idx.entry(l.dst()).or_default().push((l.ts_ns, i, l));
+        }
+    }
+    for list in idx.values_mut() {
+        list.sort_by_key(|e| (e.0, e.1));
+    }
+    idx
+}
+
+/// The NS that `na` answers: among the NSs sent to the NA's source within the window before
+/// it, the last (in packet order) asking for its target, else the last.
+fn answered_ns<'a>(v: &View<'a>, idx: &NsIndex<'a>, na: &Decoded) -> Option<&'a Decoded> {
     let window = v.inputs.tolerance_ns().saturating_add(2_000_000_000);
     let Kind::Na { target, .. } = &na.kind else {
         return None;
     };
-    let cands: Vec<(&Decoded, &Decoded)> = v
-        .all_packets()
-        .filter(|(_, l)| {
-            matches!(l.kind, Kind::Ns { .. })
-                && l.dst() == na.src()
-                && l.ts_ns <= na.ts_ns
-                && na.ts_ns.saturating_sub(l.ts_ns) <= window
-        })
-        .collect();
-    cands
-        .iter()
-        .rev()
-        .find(|(_, l)| matches!(&l.kind, Kind::Ns { target: t, .. } if t == target))
-        .or(cands.last())
-        .copied()
+    let list = idx.get(&na.src())?;
+    let lo = na.ts_ns.saturating_sub(window);
+    let start = list.partition_point(|e| e.0 < lo);
+    let mut any: Option<(usize, &'a Decoded)> = None;
+    let mut same: Option<(usize, &'a Decoded)> = None;
+    for &(ts, i, l) in &list[start..] {
+        if ts > na.ts_ns {
+            break;
+        }
+        if any.is_none_or(|(j, _)| i > j) {
+            any = Some((i, l));
+        }
+        if matches!(&l.kind, Kind::Ns { target: t, .. } if t == target) && same.is_none_or(|(j, _)| i > j) {
+            same = Some((i, l));
+        }
+    }
+    same.or(any).map(|(_, l)| l)
 }
 
 pub(super) fn nd03(v: &View<'_>) -> Finding {
     let mut off = Offences::default();
     let mut no_override = Offences::default();
     let mut matched = 0;
+    let idx = ns_index(v);
     for (na, _) in v.packets() {
         let (Kind::Na { target, flags, .. }, Some(nah)) = (&na.kind, &na.inner) else {
             continue;
         };
-        let Some((_, ns)) = answered_ns(v, na) else {
+        let Some(ns) = answered_ns(v, &idx, na) else {
             continue;
         };
         let (

@@ -64,8 +64,10 @@ pub(crate) struct ViewData {
     /// Per packet: record index of the first and last tunnel sighting (usize::MAX if none).
     first: Vec<usize>,
     last: Vec<usize>,
-    /// Per packet: record indices of every tunnel sighting, in capture order.
-    all: Vec<Vec<usize>>,
+    /// Per packet `p`: record indices of every tunnel sighting, in capture order, are
+    /// `all_idx[all_start[p]..all_start[p + 1]]` (one flat list, no allocation per packet).
+    all_start: Vec<usize>,
+    all_idx: Vec<usize>,
     /// Per packet: the record index of the router's view (usize::MAX if none).
     at_router: Vec<usize>,
     /// The node whose interface the router's datagrams leave by, when the capture names it.
@@ -76,7 +78,10 @@ pub(crate) struct ViewData {
     rebindings: Vec<Rebinding>,
     /// Record indices per inner key (the same inner packet, hop limit aside), in time
     /// order: relays and TUN copies are found without scanning the capture.
-    by_key: std::collections::HashMap<u64, Vec<usize>>,
+    /// (inner key, record index), sorted: one key's records are a contiguous run, found
+    /// through `key_runs` (key → start, end).
+    by_key: Vec<(u64, usize)>,
+    key_runs: std::collections::HashMap<u64, (usize, usize)>,
 }
 
 /// A capture and its analysis.
@@ -161,10 +166,10 @@ impl ViewData {
             injected: vec![false; n],
             ..ViewData::default()
         };
-        d.all = vec![Vec::new(); n];
+        let mut counts = vec![0usize; n + 1];
         for (i, r) in cap.records.iter().enumerate() {
             if let Some(k) = r.inner_key {
-                d.by_key.entry(k).or_default().push(i);
+                d.by_key.push((k, i));
             }
             if r.layer != Layer::Tunnel || r.packet >= n {
                 continue;
@@ -173,8 +178,28 @@ impl ViewData {
                 d.first[r.packet] = i;
             }
             d.last[r.packet] = i;
-            d.all[r.packet].push(i);
+            counts[r.packet + 1] += 1;
         }
+        d.by_key.sort_unstable();
+        let mut a = 0;
+        while a < d.by_key.len() {
+            let k = d.by_key[a].0;
+            let b = a + d.by_key[a..].partition_point(|e| e.0 == k);
+            d.key_runs.insert(k, (a, b));
+            a = b;
+        }
+        for p in 0..n {
+            counts[p + 1] += counts[p];
+        }
+        let mut fill = counts.clone();
+        d.all_idx = vec![0; counts[n]];
+        for (i, r) in cap.records.iter().enumerate() {
+            if r.layer == Layer::Tunnel && r.packet < n {
+                d.all_idx[fill[r.packet]] = i;
+                fill[r.packet] += 1;
+            }
+        }
+        d.all_start = counts;
         d.router_node = router_node(cap);
         d.at_router = (0..n)
             .map(|p| d.find_router_view(cap, p).unwrap_or(usize::MAX))
@@ -206,7 +231,7 @@ impl ViewData {
                         Some(ip) => {
                             r.src()
                                 .is_some_and(|s| junk.contains(&s) && !lasting.contains(&s))
-                                && d.all[p]
+                                && d.all_of(p)
                                     .iter()
                                     .filter_map(|&i| cap.records.get(i)?.src())
                                     .any(|s| *s.ip() == ip)
@@ -219,9 +244,28 @@ impl ViewData {
         d
     }
 
+    /// Record indices of packet `p`'s tunnel sightings, in capture order.
+    fn all_of(&self, p: usize) -> &[usize] {
+        match (self.all_start.get(p), self.all_start.get(p + 1)) {
+            (Some(&a), Some(&b)) => self.all_idx.get(a..b).unwrap_or(&[]),
+            _ => &[],
+        }
+    }
+
+    /// Records (indices) with inner key `k`, in time order.
+    fn key_run(&self, k: u64) -> &[(u64, usize)] {
+        self.key_runs
+            .get(&k)
+            .and_then(|&(a, b)| self.by_key.get(a..b))
+            .unwrap_or(&[])
+    }
+
     /// The record index of packet `p`'s sighting that stands for what the router got.
     fn find_router_view(&self, cap: &DecodedCapture, p: usize) -> Option<usize> {
-        let all = self.all.get(p)?;
+        let all = self.all_of(p);
+        if p >= self.first.len() {
+            return None;
+        }
         let rec = |i: &usize| cap.records.get(*i);
         if let Some(node) = &self.router_node {
             return all.iter().copied().find(|i| {
@@ -438,7 +482,7 @@ impl<'a> View<'a> {
     /// Every tunnel sighting of the packet `r` belongs to, in capture order.
     pub fn sightings(&self, r: &Decoded) -> impl Iterator<Item = &'a Decoded> + '_ {
         let all: &'a [usize] = if r.is_tunnel() {
-            self.data.all.get(r.packet).map_or(&[][..], Vec::as_slice)
+            self.data.all_of(r.packet)
         } else {
             &[]
         };
@@ -517,10 +561,27 @@ impl<'a> View<'a> {
 
     /// Every record (tunnel or TUN) carrying the same inner packet, hop limit aside.
     pub fn with_key(&self, key: Option<u64>) -> impl Iterator<Item = &'a Decoded> + '_ {
-        key.and_then(|k| self.data.by_key.get(&k))
-            .into_iter()
-            .flatten()
-            .filter_map(move |&i| self.cap.records.get(i))
+        let data: &'a ViewData = self.data;
+        let run: &'a [(u64, usize)] = key.map_or(&[][..], |k| data.key_run(k));
+        run.iter().filter_map(move |&(_, i)| self.cap.records.get(i))
+    }
+
+    /// The records of [`View::with_key`] with a timestamp in `lo..=hi`, in time order: a
+    /// binary search in the key's run, so many copies of one packet stay cheap.
+    pub fn with_key_between(
+        &self,
+        key: Option<u64>,
+        lo: u64,
+        hi: u64,
+    ) -> impl Iterator<Item = &'a Decoded> + '_ {
+        let data: &'a ViewData = self.data;
+        let run: &'a [(u64, usize)] = key.map_or(&[][..], |k| data.key_run(k));
+        let recs: &'a [Decoded] = &self.cap.records;
+        let start = run.partition_point(|&(_, i)| recs.get(i).is_some_and(|r| r.ts_ns < lo));
+        run[start..]
+            .iter()
+            .filter_map(move |&(_, i)| recs.get(i))
+            .take_while(move |r| r.ts_ns <= hi)
     }
 
     pub fn peers(&self) -> &'a [Peer] {
