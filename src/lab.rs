@@ -638,75 +638,56 @@ impl Lab {
         }
         let names: BTreeMap<IfaceId, String> = self.links.iter().map(|(n, id)| (*id, n.clone())).collect();
 
-        let mut tuns = Vec::new();
         let topology = self.topology.clone();
-        for (node_index, node) in topology.nodes().enumerate() {
-            if !node.is_namespace() {
-                continue;
+        let work: Vec<(usize, Node<'_>)> = topology
+            .nodes()
+            .enumerate()
+            .filter(|(_, n)| n.is_namespace())
+            .collect();
+        // Nodes are independent: set them up from several threads. Nothing runs inside a
+        // namespace until `Lab::spawn`, which comes after the run record below lists them
+        // all, and a namespace with nothing inside dies with its descriptor if bedlab does.
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let results: std::sync::Mutex<Vec<Result<SetUpNode, LabError>>> = std::sync::Mutex::new(Vec::new());
+        let workers = work.len().clamp(1, 8);
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some((node_index, node)) = work.get(i) else {
+                        break;
+                    };
+                    let r = setup_node(*node_index, node, &topology, capture_file.as_ref());
+                    if let Ok(mut v) = results.lock() {
+                        v.push(r);
+                    }
+                });
             }
-            let ns = NetNs::create().context(|| format!("creating the namespace of {}", node.name()))?;
-            // Recorded before anything runs inside, so gc can always find what is there.
-            self.record.namespaces.push(NsRecord {
-                node: node.name().to_string(),
-                inode: ns.inode(),
-                fd: ns.as_raw_fd(),
-            });
-            self.record
-                .save(&self.state_root)
-                .context(|| "updating the run record".into())?;
-            let plans: Vec<UplinkPlan> = node
-                .interfaces()
-                .iter()
-                .enumerate()
-                .map(|(i, iface)| UplinkPlan {
-                    name: iface.name.clone(),
-                    address: iface.address,
-                    prefix_len: topology
-                        .segment(&iface.segment)
-                        .map_or(32, |s| s.subnet.prefix_len()),
-                    mtu: iface.mtu,
-                    gateway: topology.gateway_of(node.name(), &iface.name),
-                    fabric_id: IfaceId::new(node_index, i),
-                })
-                .collect();
-            let forwarding = node.is_router();
-            let routes: Vec<RoutePlan> = match node {
-                Node::Router(r) => r
-                    .routes
-                    .iter()
-                    .map(|rt| (rt.prefix.addr(), rt.prefix.prefix_len(), rt.via))
-                    .collect(),
-                Node::Host(_) => Vec::new(),
-            };
-            let uplinks = ns
-                .run(|| configure_uplinks(&plans, forwarding, &routes))
-                .and_then(|r| r)
-                .context(|| format!("configuring the uplinks of {}", node.name()))?;
-            if let Node::Router(r) = node {
-                if let Some(nat) = r.nat.as_ref().filter(|n| n.kind.is_linux()) {
-                    configure_linux_nat(&ns, nat)
-                        .context(|| format!("configuring the Linux NAT {}", r.name))?;
+        });
+        let mut tuns = Vec::new();
+        let mut first_error = None;
+        for r in results.into_inner().unwrap_or_default() {
+            match r {
+                Ok((name, node, uplinks)) => {
+                    self.record.namespaces.push(NsRecord {
+                        node: name.clone(),
+                        inode: node.ns.inode(),
+                        fd: node.ns.as_raw_fd(),
+                    });
+                    tuns.extend(uplinks);
+                    self.namespaces.insert(name, node);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
                 }
             }
-            let mut host_capture = None;
-            if let Some(file) = &capture_file {
-                let options = HostCaptureOptions {
-                    exclude_ifindexes: uplinks.iter().map(|u| u.1).collect::<BTreeSet<u32>>(),
-                    ..Default::default()
-                };
-                host_capture = Some(
-                    HostCapture::start(ns.as_fd(), options, pcapng_sink(file.clone(), node.name()))
-                        .context(|| format!("starting the capture inside {}", node.name()))?,
-                );
-            }
-            tuns.extend(uplinks.into_iter().map(|(id, _, fd)| (id, fd)));
-            self.namespaces.insert(
-                node.name().to_string(),
-                NsNode {
-                    ns,
-                    capture: host_capture,
-                },
-            );
+        }
+        self.record.namespaces.sort_by(|a, b| a.node.cmp(&b.node));
+        self.record
+            .save(&self.state_root)
+            .context(|| "updating the run record".into())?;
+        if let Some(e) = first_error {
+            return Err(e);
         }
 
         let mut runner = FabricRunner::new(fabric).tuns(tuns);
@@ -919,6 +900,73 @@ impl Drop for Lab {
             tracing::warn!("teardown of {}: {e}", self.record.run_id);
         }
     }
+}
+
+/// A node once set up: its name, namespace (with capture) and uplink descriptors.
+type SetUpNode = (String, NsNode, Vec<(IfaceId, OwnedFd)>);
+
+/// Creates one namespace node: its namespace, uplink TUNs with addresses and routes, a Linux
+/// NAT's ruleset, and the capture of its own interfaces.
+fn setup_node(
+    node_index: usize,
+    node: &Node<'_>,
+    topology: &Topology,
+    capture_file: Option<&CaptureFile>,
+) -> Result<SetUpNode, LabError> {
+    let node = *node;
+    let ns = NetNs::create().context(|| format!("creating the namespace of {}", node.name()))?;
+    let plans: Vec<UplinkPlan> = node
+        .interfaces()
+        .iter()
+        .enumerate()
+        .map(|(i, iface)| UplinkPlan {
+            name: iface.name.clone(),
+            address: iface.address,
+            prefix_len: topology
+                .segment(&iface.segment)
+                .map_or(32, |s| s.subnet.prefix_len()),
+            mtu: iface.mtu,
+            gateway: topology.gateway_of(node.name(), &iface.name),
+            fabric_id: IfaceId::new(node_index, i),
+        })
+        .collect();
+    let forwarding = node.is_router();
+    let routes: Vec<RoutePlan> = match node {
+        Node::Router(r) => r
+            .routes
+            .iter()
+            .map(|rt| (rt.prefix.addr(), rt.prefix.prefix_len(), rt.via))
+            .collect(),
+        Node::Host(_) => Vec::new(),
+    };
+    let uplinks = ns
+        .run(|| configure_uplinks(&plans, forwarding, &routes))
+        .and_then(|r| r)
+        .context(|| format!("configuring the uplinks of {}", node.name()))?;
+    if let Node::Router(r) = node {
+        if let Some(nat) = r.nat.as_ref().filter(|n| n.kind.is_linux()) {
+            configure_linux_nat(&ns, nat).context(|| format!("configuring the Linux NAT {}", r.name))?;
+        }
+    }
+    let mut host_capture = None;
+    if let Some(file) = capture_file {
+        let options = HostCaptureOptions {
+            exclude_ifindexes: uplinks.iter().map(|u| u.1).collect::<BTreeSet<u32>>(),
+            ..Default::default()
+        };
+        host_capture = Some(
+            HostCapture::start(ns.as_fd(), options, pcapng_sink(file.clone(), node.name()))
+                .context(|| format!("starting the capture inside {}", node.name()))?,
+        );
+    }
+    Ok((
+        node.name().to_string(),
+        NsNode {
+            ns,
+            capture: host_capture,
+        },
+        uplinks.into_iter().map(|(id, _, fd)| (id, fd)).collect(),
+    ))
 }
 
 #[cfg(test)]
