@@ -15,8 +15,9 @@ use clap::Args;
 use super::anonymise::{self, Options};
 use super::report::{decode_lines, CheckReport};
 use crate::capture::ReadError;
-use crate::conformance::checks::{run_passive, Expectations, Inputs, REGISTRY};
+use crate::conformance::checks::{Expectations, Inputs, REGISTRY};
 use crate::conformance::decode::{decode_file, DecodeOptions, DecodedCapture, Profile};
+use crate::conformance::model::CheckResult;
 use crate::conformance::trace::{render_trace, trace, Roles};
 
 /// `bedlab anonymise`.
@@ -268,20 +269,36 @@ pub fn check(a: CheckArgs) -> ExitCode {
         Roles::default(),
     );
     let analysed = started.elapsed();
-    let mut per_check = Vec::new();
-    let results = if a.timings {
-        REGISTRY
-            .iter()
-            .map(|d| {
-                let t = Instant::now();
-                let r = (d.run)(&inputs);
-                per_check.push((t.elapsed(), d.id));
-                r
+    // The checks only read the decoded capture: they run on up to two threads (every
+    // other check each), and the results are put back in registry order.
+    let threads = std::thread::available_parallelism().map_or(1, usize::from).min(2);
+    let mut timed: Vec<(usize, CheckResult, Duration)> = std::thread::scope(|s| {
+        let inputs = &inputs;
+        let handles: Vec<_> = (0..threads)
+            .map(|k| {
+                s.spawn(move || {
+                    REGISTRY
+                        .iter()
+                        .enumerate()
+                        .skip(k)
+                        .step_by(threads)
+                        .map(|(i, d)| {
+                            let t = Instant::now();
+                            let r = (d.run)(inputs);
+                            (i, r, t.elapsed())
+                        })
+                        .collect::<Vec<_>>()
+                })
             })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
             .collect()
-    } else {
-        run_passive(&inputs)
-    };
+    });
+    timed.sort_by_key(|t| t.0);
+    let mut per_check: Vec<(Duration, &str)> = timed.iter().map(|t| (t.2, REGISTRY[t.0].id)).collect();
+    let results: Vec<CheckResult> = timed.into_iter().map(|t| t.1).collect();
     if a.timings {
         per_check.sort_by(|x, y| y.cmp(x));
         let slowest: Vec<String> = per_check

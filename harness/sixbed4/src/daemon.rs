@@ -280,14 +280,15 @@ pub fn run_router(cfg: RouterConfig, opts: &DaemonOptions) -> Result<()> {
             }
         }
         if tun_ready {
+            // A burst of packets from the kernel becomes one `sendmmsg`.
             for _ in 0..BURST {
                 match shell.tun.read(&mut buf) {
                     Ok(n) => router.handle_tun(&buf[..n], &mut out),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                     Err(e) => return Err(e).context("reading the TUN"),
                 }
-                shell.apply(&mut out, router.counters_mut());
             }
+            shell.apply(&mut out, router.counters_mut());
         }
         if Instant::now() >= next_report {
             shell.report_counters(router.counters_mut());
@@ -351,14 +352,15 @@ pub fn run_peer(cfg: PeerConfig, bind: SocketAddrV4, opts: &DaemonOptions) -> Re
             }
         }
         if tun_ready {
+            // A burst of packets from the kernel becomes one `sendmmsg`.
             for _ in 0..BURST {
                 match shell.tun.read(&mut buf) {
                     Ok(n) => peer.handle_tun(now, &buf[..n], &mut out),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                     Err(e) => return Err(e).context("reading the TUN"),
                 }
-                shell.apply(&mut out, peer.counters_mut());
             }
+            shell.apply(&mut out, peer.counters_mut());
         }
         if Instant::now() >= next_report {
             shell.report_counters(peer.counters_mut());
