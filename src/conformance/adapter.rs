@@ -338,28 +338,7 @@ impl Adapter {
 
     /// Every adapter in a directory (`*.toml`, sorted by name).
     pub fn load_dir(dir: &Path, root: &Path) -> Result<Vec<Adapter>, Vec<Box<Diagnostic>>> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.path())
-                    .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        files.sort();
-        let mut ok = Vec::new();
-        let mut errors = Vec::new();
-        for f in files {
-            match Adapter::from_file(&f, root) {
-                Ok(a) => ok.push(a),
-                Err(e) => errors.push(e),
-            }
-        }
-        if errors.is_empty() {
-            Ok(ok)
-        } else {
-            Err(errors)
-        }
+        toml_util::load_dir(dir, |f| Adapter::from_file(f, root))
     }
 
     /// Whether this implementation speaks `profile`.

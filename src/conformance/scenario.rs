@@ -850,28 +850,7 @@ impl Scenario {
 
     /// Every scenario in a directory (sorted by file name).
     pub fn load_dir(dir: &Path, topologies: &Path) -> Result<Vec<Scenario>, Vec<Box<Diagnostic>>> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.path())
-                    .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        files.sort();
-        let mut ok = Vec::new();
-        let mut errors = Vec::new();
-        for f in files {
-            match Scenario::from_file(&f, topologies) {
-                Ok(s) => ok.push(s),
-                Err(e) => errors.push(e),
-            }
-        }
-        if errors.is_empty() {
-            Ok(ok)
-        } else {
-            Err(errors)
-        }
+        toml_util::load_dir(dir, |f| Scenario::from_file(f, topologies))
     }
 }
 

@@ -36,3 +36,33 @@ pub fn error_at(
 pub fn render(diags: &[Box<Diagnostic>]) -> String {
     diags.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n")
 }
+
+/// Every `*.toml` file in `dir`, sorted by name, parsed with `load`; all errors, not just
+/// the first.
+pub fn load_dir<T>(
+    dir: &std::path::Path,
+    mut load: impl FnMut(&std::path::Path) -> Result<T, Box<Diagnostic>>,
+) -> Result<Vec<T>, Vec<Box<Diagnostic>>> {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    let mut ok = Vec::new();
+    let mut errors = Vec::new();
+    for f in files {
+        match load(&f) {
+            Ok(v) => ok.push(v),
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(ok)
+    } else {
+        Err(errors)
+    }
+}

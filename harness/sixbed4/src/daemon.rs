@@ -208,6 +208,94 @@ impl Shell {
     }
 }
 
+/// What the shell needs from a core to feed it.
+trait Core {
+    fn udp(&mut self, now: Instant, from: SocketAddrV4, data: &[u8], out: &mut Vec<Output>);
+    fn tun(&mut self, now: Instant, packet: &[u8], out: &mut Vec<Output>);
+    fn counters(&mut self) -> &mut crate::counters::Counters;
+}
+
+impl Core for Router {
+    fn udp(&mut self, now: Instant, from: SocketAddrV4, data: &[u8], out: &mut Vec<Output>) {
+        self.handle_udp(now, from, data, out);
+    }
+    fn tun(&mut self, _now: Instant, packet: &[u8], out: &mut Vec<Output>) {
+        self.handle_tun(packet, out);
+    }
+    fn counters(&mut self) -> &mut crate::counters::Counters {
+        self.counters_mut()
+    }
+}
+
+impl Core for Peer {
+    fn udp(&mut self, now: Instant, from: SocketAddrV4, data: &[u8], out: &mut Vec<Output>) {
+        self.handle_udp(now, from, data, out);
+    }
+    fn tun(&mut self, now: Instant, packet: &[u8], out: &mut Vec<Output>) {
+        self.handle_tun(now, packet, out);
+    }
+    fn counters(&mut self) -> &mut crate::counters::Counters {
+        self.counters_mut()
+    }
+}
+
+impl Shell {
+    /// Feeds queued datagrams to the core, a `recvmmsg` batch at a time, and carries out
+    /// what it asks after each batch.
+    fn drain_udp(
+        &mut self,
+        batch: &mut RecvBatch,
+        core: &mut impl Core,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) {
+        for _ in 0..BURST / BATCH {
+            let n = match self.sock.recv_batch(batch) {
+                Ok(n) => n,
+                Err(e) => {
+                    core.counters().bump("rx_udp_errors");
+                    tracing::debug!("recv: {e}");
+                    break;
+                }
+            };
+            for i in 0..n {
+                match batch.get(i) {
+                    Some((_, from, true)) => {
+                        core.counters().bump("drop_oversized_datagram");
+                        tracing::debug!("oversized datagram from {from}");
+                    }
+                    Some((data, from, false)) => core.udp(now, from, data, out),
+                    None => core.counters().bump("drop_non_ipv4_sender"),
+                }
+            }
+            self.apply(out, core.counters());
+            if n < batch.capacity() {
+                break;
+            }
+        }
+    }
+
+    /// Feeds a burst of packets from the kernel to the core; what it sends goes out in one
+    /// `sendmmsg`.
+    fn drain_tun(
+        &mut self,
+        buf: &mut [u8],
+        core: &mut impl Core,
+        now: Instant,
+        out: &mut Vec<Output>,
+    ) -> Result<()> {
+        for _ in 0..BURST {
+            match self.tun.read(buf) {
+                Ok(n) => core.tun(now, &buf[..n], out),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e).context("reading the TUN"),
+            }
+        }
+        self.apply(out, core.counters());
+        Ok(())
+    }
+}
+
 /// Waits until a descriptor is readable, the deadline passes, or a signal arrives.
 fn wait(shell: &Shell, deadline: Option<Instant>) -> Result<(bool, bool)> {
     use std::os::fd::AsRawFd;
@@ -254,41 +342,10 @@ pub fn run_router(cfg: RouterConfig, opts: &DaemonOptions) -> Result<()> {
         let (udp_ready, tun_ready) = wait(&shell, Some(next_report))?;
         let now = Instant::now();
         if udp_ready {
-            for _ in 0..BURST / BATCH {
-                let n = match shell.sock.recv_batch(&mut batch) {
-                    Ok(n) => n,
-                    Err(e) => {
-                        router.counters_mut().bump("rx_udp_errors");
-                        tracing::debug!("recv: {e}");
-                        break;
-                    }
-                };
-                for i in 0..n {
-                    match batch.get(i) {
-                        Some((_, from, true)) => {
-                            router.counters_mut().bump("drop_oversized_datagram");
-                            tracing::debug!("oversized datagram from {from}");
-                        }
-                        Some((data, from, false)) => router.handle_udp(now, from, data, &mut out),
-                        None => router.counters_mut().bump("drop_non_ipv4_sender"),
-                    }
-                }
-                shell.apply(&mut out, router.counters_mut());
-                if n < batch.capacity() {
-                    break;
-                }
-            }
+            shell.drain_udp(&mut batch, &mut router, now, &mut out);
         }
         if tun_ready {
-            // A burst of packets from the kernel becomes one `sendmmsg`.
-            for _ in 0..BURST {
-                match shell.tun.read(&mut buf) {
-                    Ok(n) => router.handle_tun(&buf[..n], &mut out),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                    Err(e) => return Err(e).context("reading the TUN"),
-                }
-            }
-            shell.apply(&mut out, router.counters_mut());
+            shell.drain_tun(&mut buf, &mut router, now, &mut out)?;
         }
         if Instant::now() >= next_report {
             shell.report_counters(router.counters_mut());
@@ -326,41 +383,10 @@ pub fn run_peer(cfg: PeerConfig, bind: SocketAddrV4, opts: &DaemonOptions) -> Re
         let (udp_ready, tun_ready) = wait(&shell, Some(deadline))?;
         let now = Instant::now();
         if udp_ready {
-            for _ in 0..BURST / BATCH {
-                let n = match shell.sock.recv_batch(&mut batch) {
-                    Ok(n) => n,
-                    Err(e) => {
-                        peer.counters_mut().bump("rx_udp_errors");
-                        tracing::debug!("recv: {e}");
-                        break;
-                    }
-                };
-                for i in 0..n {
-                    match batch.get(i) {
-                        Some((_, from, true)) => {
-                            peer.counters_mut().bump("drop_oversized_datagram");
-                            tracing::debug!("oversized datagram from {from}");
-                        }
-                        Some((data, from, false)) => peer.handle_udp(now, from, data, &mut out),
-                        None => peer.counters_mut().bump("drop_non_ipv4_sender"),
-                    }
-                }
-                shell.apply(&mut out, peer.counters_mut());
-                if n < batch.capacity() {
-                    break;
-                }
-            }
+            shell.drain_udp(&mut batch, &mut peer, now, &mut out);
         }
         if tun_ready {
-            // A burst of packets from the kernel becomes one `sendmmsg`.
-            for _ in 0..BURST {
-                match shell.tun.read(&mut buf) {
-                    Ok(n) => peer.handle_tun(now, &buf[..n], &mut out),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                    Err(e) => return Err(e).context("reading the TUN"),
-                }
-            }
-            shell.apply(&mut out, peer.counters_mut());
+            shell.drain_tun(&mut buf, &mut peer, now, &mut out)?;
         }
         if Instant::now() >= next_report {
             shell.report_counters(peer.counters_mut());
