@@ -177,11 +177,9 @@ mod tests {
         .collect();
         let mut p = spawn_in(&ns, "n1", "probe", &argv, Logs::in_dir(dir.path(), "n1", "probe")).unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
-        while std::fs::read_to_string(&p.stdout_path)
-            .unwrap_or_default()
-            .is_empty()
-            && Instant::now() < deadline
-        {
+        // Both lines are written before `exec sleep`: wait for both, not just stdout.
+        let written = |path: &Path| !std::fs::read_to_string(path).unwrap_or_default().is_empty();
+        while !(written(&p.stdout_path) && written(&p.stderr_path)) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
         let out = std::fs::read_to_string(&p.stdout_path).unwrap();
