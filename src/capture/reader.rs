@@ -814,9 +814,7 @@ impl Endian {
     /// was checked against the block's minimum; a short slice reads as zero-padded rather
     /// than panicking.
     fn u16(self, b: &[u8]) -> u16 {
-        let mut a = [0u8; 2];
-        let n = b.len().min(2);
-        a[..n].copy_from_slice(&b[..n]);
+        let a = zero_padded::<2>(b);
         if self.0 {
             u16::from_be_bytes(a)
         } else {
@@ -825,9 +823,7 @@ impl Endian {
     }
 
     fn u32(self, b: &[u8]) -> u32 {
-        let mut a = [0u8; 4];
-        let n = b.len().min(4);
-        a[..n].copy_from_slice(&b[..n]);
+        let a = zero_padded::<4>(b);
         if self.0 {
             u32::from_be_bytes(a)
         } else {
@@ -836,15 +832,21 @@ impl Endian {
     }
 
     fn u64(self, b: &[u8]) -> u64 {
-        let mut a = [0u8; 8];
-        let n = b.len().min(8);
-        a[..n].copy_from_slice(&b[..n]);
+        let a = zero_padded::<8>(b);
         if self.0 {
             u64::from_be_bytes(a)
         } else {
             u64::from_le_bytes(a)
         }
     }
+}
+
+/// The first `N` bytes of `b`, zero-padded when `b` is shorter.
+fn zero_padded<const N: usize>(b: &[u8]) -> [u8; N] {
+    let mut a = [0u8; N];
+    let n = b.len().min(N);
+    a[..n].copy_from_slice(&b[..n]);
+    a
 }
 
 fn invalid(offset: u64, what: &'static str, reason: String) -> ReadError {
