@@ -77,6 +77,10 @@ enum Cmd {
     /// to an endpoint. Used inside lab nodes by `inject` steps.
     #[command(hide = true)]
     Inject(InjectArgs),
+    /// ICMPv6 echo that waits for every reply (used inside lab nodes by ping and mesh
+    /// steps); prints one JSON line.
+    #[command(hide = true)]
+    Echo6(bedlab::conformance::echo::EchoArgs),
     /// Anonymise a capture: every IPv4 address (outer headers, addresses in layouts C and V,
     /// link-layer options, the RA prefix, the default router prefix) through prefix-preserving
     /// Crypto-PAn, checksums mended; `bedlab check` gives the same verdicts afterwards.
@@ -632,6 +636,7 @@ fn main() -> ExitCode {
         Cmd::List(a) => list(a).map(|()| ExitCode::SUCCESS),
         Cmd::Report(ReportCmd::Merge { reports, out }) => merge_reports(&reports, &out),
         Cmd::Inject(a) => inject(a).map(|()| ExitCode::SUCCESS),
+        Cmd::Echo6(a) => echo6(&a).map(|()| ExitCode::SUCCESS),
         Cmd::Anonymise(a) => Ok(bedlab::field::cli::anonymise(a)),
         Cmd::WiresharkPlugin(a) => Ok(bedlab::field::cli::wireshark_plugin(a)),
         Cmd::Check(a) => Ok(bedlab::field::cli::check(a)),
@@ -700,6 +705,12 @@ fn list(a: ListArgs) -> Result<()> {
         println!("  {:>3}  {}", i + 1, c.id());
     }
     println!("{} cells", cells.len());
+    Ok(())
+}
+
+fn echo6(a: &bedlab::conformance::echo::EchoArgs) -> Result<()> {
+    let report = bedlab::conformance::echo::run(a).with_context(|| format!("echo to {}", a.target))?;
+    println!("{}", serde_json::to_string(&report)?);
     Ok(())
 }
 

@@ -7,6 +7,7 @@ pub mod adapter;
 pub mod checks;
 pub mod corpus;
 pub mod decode;
+pub mod echo;
 pub mod evaluate;
 pub mod model;
 pub mod progress;

@@ -8,7 +8,9 @@
 
 use super::adapter::{expand as expand_args, Adapter, Readiness, Role, Vars};
 use super::model::{Artifacts, CellResult, CheckResult, Evidence, Outcome, Verdict};
-use super::scenario::{self, Action, At, Cell, LinkState, NatAction, PingExpect, Scenario};
+use super::scenario::{
+    self, Action, At, Cell, LinkState, NatAction, PingExpect, Scenario, DEFAULT_PING_TIMEOUT,
+};
 use crate::fabric::{Direction, NodeControl};
 use crate::lab::{Lab, LabOptions};
 use crate::topology::{NatKind, NatKnobs, NatPreset, NatSpec, Topology};
@@ -216,6 +218,90 @@ fn topology_for(cell: &Cell, base: &Topology) -> Result<Topology, String> {
 
 fn ms(d: Duration) -> String {
     format!("{}ms", d.as_millis())
+}
+
+/// What one ping sends: `count` echoes `interval` apart with `size` data bytes; replies
+/// are waited for until `timeout` after the last.
+#[derive(Debug, Clone, Copy)]
+struct Echoes {
+    count: u32,
+    interval: Duration,
+    size: Option<u32>,
+    timeout: Duration,
+}
+
+impl Echoes {
+    fn new(count: u32, interval: Duration) -> Echoes {
+        Echoes {
+            count,
+            interval,
+            size: None,
+            timeout: DEFAULT_PING_TIMEOUT,
+        }
+    }
+}
+
+/// One ordered pair of a mesh ping: (sent, received), `None` when `to` had no address.
+struct MeshRow {
+    from: String,
+    to: String,
+    result: Option<(u32, u32)>,
+}
+
+/// ICMPv6 echo from `from` to `to` with `bedlab echo6` inside the node (see `echo` for
+/// why not iputils ping).
+fn ping_in(
+    lab: &Lab,
+    bedlab: &Path,
+    from: &str,
+    to: Ipv6Addr,
+    e: Echoes,
+) -> Result<super::echo::EchoReport, Stop> {
+    let Echoes {
+        count,
+        interval,
+        size,
+        timeout,
+    } = e;
+    let mut argv = vec![
+        bedlab.display().to_string(),
+        "echo6".into(),
+        to.to_string(),
+        "--count".into(),
+        count.to_string(),
+        "--interval-ms".into(),
+        interval.as_millis().max(2).to_string(),
+        "--timeout-ms".into(),
+        timeout.as_millis().to_string(),
+    ];
+    if let Some(s) = size {
+        argv.push("--size".into());
+        argv.push(s.to_string());
+    }
+    let out = lab.exec(from, &argv).map_err(|e| Stop::Error(e.to_string()))?;
+    if !out.status.success() {
+        return Err(Stop::Error(format!(
+            "echo6 in {from} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let report: super::echo::EchoReport = serde_json::from_slice(&out.stdout).map_err(|e| {
+        Stop::Error(format!(
+            "echo6 in {from} printed {:?}: {e}",
+            String::from_utf8_lossy(&out.stdout)
+        ))
+    })?;
+    Ok(report)
+}
+
+/// Whether `got` of `sent` echo replies meet what the step expects.
+fn ping_met(expect: PingExpect, sent: u32, got: u32) -> bool {
+    match expect {
+        PingExpect::Success => got == sent,
+        PingExpect::Some => got > 0,
+        PingExpect::Failure => got == 0,
+        PingExpect::Any => true,
+    }
 }
 
 /// Global IPv6 addresses on `ifname` inside `node` (empty if the interface is absent).
@@ -439,43 +525,58 @@ impl<'a> CellRun<'a> {
             .copied()
     }
 
-    fn ping(
-        &mut self,
-        from: &str,
-        to: Ipv6Addr,
-        count: u32,
-        interval: Duration,
-        size: Option<u32>,
-    ) -> Result<(u32, u32), Stop> {
-        let mut argv = vec![
-            "ping".to_string(),
-            "-6".into(),
-            "-n".into(),
-            "-c".into(),
-            count.to_string(),
-            "-i".into(),
-            format!("{:.3}", interval.as_secs_f64().max(0.002)),
-            "-W".into(),
-            "2".into(),
-        ];
-        if let Some(s) = size {
-            argv.push("-s".into());
-            argv.push(s.to_string());
+    fn ping(&mut self, from: &str, to: Ipv6Addr, e: Echoes) -> Result<super::echo::EchoReport, Stop> {
+        ping_in(&self.lab, &self.ctx.bedlab, from, to, e)
+    }
+
+    /// Every node of `nodes` pings every other one; the sources run at once (one thread
+    /// each, their targets in turn). Returns, per ordered pair, (sent, received); a node
+    /// without an address is reported as `None`.
+    fn ping_mesh(&self, nodes: &[String], e: Echoes) -> Result<Vec<MeshRow>, Stop> {
+        let addrs: Vec<Option<Ipv6Addr>> = nodes.iter().map(|n| self.target(n)).collect();
+        let lab = &self.lab;
+        let bedlab = self.ctx.bedlab.as_path();
+        let per_source: Vec<Result<Vec<MeshRow>, Stop>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = nodes
+                .iter()
+                .map(|from| {
+                    let addrs = &addrs;
+                    scope.spawn(move || {
+                        let mut rows = Vec::new();
+                        for (to, addr) in nodes.iter().zip(addrs) {
+                            if to == from {
+                                continue;
+                            }
+                            let result = match addr {
+                                Some(a) => {
+                                    let r = ping_in(lab, bedlab, from, *a, e)?;
+                                    Some((r.sent, r.received))
+                                }
+                                None => None,
+                            };
+                            rows.push(MeshRow {
+                                from: from.clone(),
+                                to: to.clone(),
+                                result,
+                            });
+                        }
+                        Ok(rows)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Stop::Error("a mesh ping thread panicked".into())))
+                })
+                .collect()
+        });
+        let mut rows = Vec::new();
+        for r in per_source {
+            rows.extend(r?);
         }
-        argv.push(to.to_string());
-        let out = self
-            .lab
-            .exec(from, &argv)
-            .map_err(|e| Stop::Error(e.to_string()))?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let received = text
-            .lines()
-            .find(|l| l.contains("received"))
-            .and_then(|l| l.split(',').nth(1))
-            .and_then(|p| p.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
-        Ok((count, received))
+        Ok(rows)
     }
 
     /// Whether a datagram carrying IPv6 from `from_addr` to `to_addr` reached `to`'s uplink
@@ -603,7 +704,9 @@ impl<'a> CellRun<'a> {
                 let deadline = Instant::now() + *timeout;
                 let mut got = 0;
                 while Instant::now() < deadline {
-                    got += self.ping(from, b, 1, Duration::from_millis(10), None)?.1;
+                    got += self
+                        .ping(from, b, Echoes::new(1, Duration::from_millis(10)))?
+                        .received;
                     std::thread::sleep(Duration::from_millis(200));
                 }
                 let direct = self.saw_direct(to, a, b);
@@ -644,7 +747,7 @@ impl<'a> CellRun<'a> {
                 let deadline = Instant::now() + *timeout;
                 let mut direct = false;
                 while Instant::now() < deadline {
-                    self.ping(from, b, 1, Duration::from_millis(10), None)?;
+                    self.ping(from, b, Echoes::new(1, Duration::from_millis(10)))?;
                     if self.saw_direct(to, a, b) {
                         direct = true;
                         break;
@@ -671,6 +774,7 @@ impl<'a> CellRun<'a> {
                 count,
                 interval,
                 size,
+                timeout,
                 expect,
             } => {
                 let Some(addr) = self.target(to) else {
@@ -683,13 +787,18 @@ impl<'a> CellRun<'a> {
                     ));
                     return Ok(());
                 };
-                let (sent, got) = self.ping(from, addr, *count, *interval, *size)?;
-                let ok = match expect {
-                    PingExpect::Success => got == sent,
-                    PingExpect::Some => got > 0,
-                    PingExpect::Failure => got == 0,
-                    PingExpect::Any => true,
-                };
+                let report = self.ping(
+                    from,
+                    addr,
+                    Echoes {
+                        count: *count,
+                        interval: *interval,
+                        size: *size,
+                        timeout: *timeout,
+                    },
+                )?;
+                let (sent, got) = (report.sent, report.received);
+                let ok = ping_met(*expect, sent, got);
                 let verdict = match (ok, expect) {
                     (_, PingExpect::Any) => Verdict::Info,
                     (true, _) => Verdict::Pass,
@@ -699,7 +808,58 @@ impl<'a> CellRun<'a> {
                     step.index,
                     format!("ping {from}→{to}"),
                     verdict,
-                    format!("{got}/{sent} replies from {addr} (expected: {expect:?})"),
+                    if report.send_errors.is_empty() {
+                        format!("{got}/{sent} replies from {addr} (expected: {expect:?})")
+                    } else {
+                        format!(
+                            "{got}/{sent} replies from {addr} (expected: {expect:?}); not sent: {}",
+                            report.send_errors.join(", ")
+                        )
+                    },
+                    &sc,
+                ));
+            }
+            Action::PingMesh {
+                nodes,
+                count,
+                interval,
+                expect,
+            } => {
+                let rows = self.ping_mesh(nodes, Echoes::new(*count, *interval))?;
+                let missed: Vec<String> = rows
+                    .iter()
+                    .filter(|r| match r.result {
+                        None => true,
+                        Some((sent, got)) => !ping_met(*expect, sent, got),
+                    })
+                    .map(|r| match r.result {
+                        None => format!("{}→{} (no address)", r.from, r.to),
+                        Some((s, g)) => format!("{}→{} {g}/{s}", r.from, r.to),
+                    })
+                    .collect();
+                let answered = rows.len() - missed.len();
+                let verdict = match (missed.is_empty(), expect) {
+                    (_, PingExpect::Any) => Verdict::Info,
+                    (true, _) => Verdict::Pass,
+                    (false, _) => Verdict::Fail,
+                };
+                let mut msg = format!(
+                    "{answered}/{} ordered pairs of {} nodes met {expect:?} ({count} echo each)",
+                    rows.len(),
+                    nodes.len()
+                );
+                if !missed.is_empty() {
+                    let shown: Vec<&str> = missed.iter().take(20).map(String::as_str).collect();
+                    msg.push_str(&format!("; missed: {}", shown.join(", ")));
+                    if missed.len() > shown.len() {
+                        msg.push_str(&format!(" and {} more", missed.len() - shown.len()));
+                    }
+                }
+                self.checks.push(step_check(
+                    step.index,
+                    format!("ping mesh of {} nodes", nodes.len()),
+                    verdict,
+                    msg,
                     &sc,
                 ));
             }
@@ -866,7 +1026,7 @@ impl<'a> CellRun<'a> {
             rebinding_at_ns: self.rebinding_at_ns,
             max_probes: None,
             probe_holddown: Some(tm.holddown),
-            tolerance: None,
+            tolerance: self.cell.scenario.expect.tolerance,
         };
         let profile = if self.profile == "v01" {
             Profile::V01

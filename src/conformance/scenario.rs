@@ -16,6 +16,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// How long a ping waits for replies after its last echo unless the step says otherwise.
+pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// NAT behaviours an axis may name.
 pub const NAT_VALUES: &[&str] = &[
     "full-cone",
@@ -39,6 +42,11 @@ struct RawScenario {
     feature: Option<String>,
     #[serde(default)]
     tags: Vec<String>,
+    /// Whether the scenario's cells have golden traces (default true). A scenario whose
+    /// exchange depends on timing (which pairs of a 50-peer mesh go direct by their second
+    /// echo) says `golden = false` and leaves the verdicts to its checks.
+    #[serde(default)]
+    golden: Option<bool>,
     #[serde(default)]
     matrix: BTreeMap<String, Vec<String>>,
     #[serde(default)]
@@ -88,6 +96,7 @@ struct RawStep {
     to: Option<String>,
     timeout: Option<String>,
     ping: Option<RawPing>,
+    mesh: Option<RawMesh>,
     sleep: Option<String>,
     nat: Option<RawNat>,
     link: Option<RawLink>,
@@ -119,12 +128,30 @@ struct RawPing {
     count: u32,
     interval: Option<String>,
     size: Option<u32>,
+    /// How long to wait for replies after the last echo (default 2 s, like `ping -W 2`).
+    timeout: Option<String>,
     #[serde(default)]
     expect: PingExpect,
 }
 
 fn default_count() -> u32 {
     3
+}
+
+/// `mesh = { nodes = "peer-*", count = 1 }`: every node pings every other one.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMesh {
+    nodes: OneOrMany,
+    #[serde(default = "default_mesh_count")]
+    count: u32,
+    interval: Option<String>,
+    #[serde(default)]
+    expect: PingExpect,
+}
+
+fn default_mesh_count() -> u32 {
+    1
 }
 
 #[derive(Debug, Deserialize)]
@@ -187,6 +214,10 @@ struct RawExpect {
     /// The peer's address must change (a rebinding happened and was recovered from).
     #[serde(default)]
     address_change: Option<bool>,
+    /// Timing slack the checks allow this scenario's lab (default 100 ms): a large lab on a
+    /// busy machine timestamps packets later than a small one.
+    #[serde(default)]
+    tolerance: Option<String>,
 }
 
 /// What a ping expects.
@@ -271,6 +302,16 @@ pub enum Action {
         count: u32,
         interval: Duration,
         size: Option<u32>,
+        /// How long replies are waited for after the last echo.
+        timeout: Duration,
+        expect: PingExpect,
+    },
+    /// Every node of `nodes` pings every other one (`count` echoes each, all sources at
+    /// once); one verdict for the whole mesh, naming the pairs that missed `expect`.
+    PingMesh {
+        nodes: Vec<String>,
+        count: u32,
+        interval: Duration,
         expect: PingExpect,
     },
     Sleep(Duration),
@@ -338,6 +379,8 @@ pub struct Expect {
     pub checks: Vec<String>,
     pub stable_mapping: Option<bool>,
     pub address_change: Option<bool>,
+    /// Timing slack for the checks; `None`: their default (100 ms).
+    pub tolerance: Option<Duration>,
 }
 
 /// A parsed, validated scenario.
@@ -348,6 +391,8 @@ pub struct Scenario {
     pub topology: PathBuf,
     pub feature: Option<String>,
     pub tags: Vec<String>,
+    /// Whether golden traces apply to its cells.
+    pub golden: bool,
     pub matrix: BTreeMap<String, Vec<String>>,
     pub timers: Timers,
     pub impairments: BTreeMap<String, crate::topology::Impairment>,
@@ -629,20 +674,52 @@ impl Scenario {
                 .transpose()?
                 .unwrap_or(Duration::from_secs(10));
             let mut actions = Vec::new();
+            // A name ending in `*` stands for every node whose name starts with the rest
+            // (`peer-*`), in topology order; it must match at least one node.
+            let expand = |names: Vec<String>| -> Result<Vec<String>, Box<Diagnostic>> {
+                let mut out: Vec<String> = Vec::new();
+                for n in names {
+                    match n.strip_suffix('*') {
+                        Some(prefix) => {
+                            let matched: Vec<&String> =
+                                node_names.iter().filter(|x| x.starts_with(prefix)).collect();
+                            if matched.is_empty() {
+                                return Err(bad(
+                                    &n,
+                                    ErrorKind::DanglingReference,
+                                    format!(
+                                        "a pattern matching nodes of the topology ({})",
+                                        node_names.join(", ")
+                                    ),
+                                    format!("{n:?}, which matches none"),
+                                ));
+                            }
+                            out.extend(
+                                matched
+                                    .into_iter()
+                                    .filter(|m| !out.contains(m))
+                                    .cloned()
+                                    .collect::<Vec<_>>(),
+                            );
+                        }
+                        None => {
+                            check_node(&n)?;
+                            if !out.contains(&n) {
+                                out.push(n);
+                            }
+                        }
+                    }
+                }
+                Ok(out)
+            };
             if let Some(n) = s.start {
-                let n = n.into_vec();
-                n.iter().try_for_each(|x| check_node(x))?;
-                actions.push(Action::Start(n));
+                actions.push(Action::Start(expand(n.into_vec())?));
             }
             if let Some(n) = s.stop {
-                let n = n.into_vec();
-                n.iter().try_for_each(|x| check_node(x))?;
-                actions.push(Action::Stop(n));
+                actions.push(Action::Stop(expand(n.into_vec())?));
             }
             if let Some(n) = s.restart {
-                let n = n.into_vec();
-                n.iter().try_for_each(|x| check_node(x))?;
-                actions.push(Action::Restart(n));
+                actions.push(Action::Restart(expand(n.into_vec())?));
             }
             if let Some(w) = &s.wait {
                 match w.as_str() {
@@ -656,7 +733,7 @@ impl Scenario {
                                 "none".into(),
                             ));
                         }
-                        nodes.iter().try_for_each(|x| check_node(x))?;
+                        let nodes = expand(nodes)?;
                         actions.push(if w == "address" {
                             Action::WaitAddress { nodes, timeout }
                         } else {
@@ -701,13 +778,43 @@ impl Scenario {
                     .map(dur)
                     .transpose()?
                     .unwrap_or(Duration::from_millis(200));
+                let timeout = p
+                    .timeout
+                    .as_deref()
+                    .map(dur)
+                    .transpose()?
+                    .unwrap_or(DEFAULT_PING_TIMEOUT);
                 actions.push(Action::Ping {
                     from: p.from,
                     to: p.to,
                     count: p.count.max(1),
                     interval,
                     size: p.size,
+                    timeout,
                     expect: p.expect,
+                });
+            }
+            if let Some(m) = s.mesh {
+                let nodes = expand(m.nodes.into_vec())?;
+                if nodes.len() < 2 {
+                    return Err(bad(
+                        "mesh",
+                        ErrorKind::BadValue,
+                        "at least two nodes in a mesh".into(),
+                        format!("{nodes:?}"),
+                    ));
+                }
+                let interval = m
+                    .interval
+                    .as_deref()
+                    .map(dur)
+                    .transpose()?
+                    .unwrap_or(Duration::from_millis(200));
+                actions.push(Action::PingMesh {
+                    nodes,
+                    count: m.count.max(1),
+                    interval,
+                    expect: m.expect,
                 });
             }
             if let Some(sl) = &s.sleep {
@@ -779,8 +886,9 @@ impl Scenario {
                         position: None,
                         path: Some(format!("step[{index}]")),
                         kind: ErrorKind::MissingKey,
-                        expected: "one action: start, stop, restart, wait, ping, sleep, nat, link or inject"
-                            .into(),
+                        expected:
+                            "one action: start, stop, restart, wait, ping, mesh, sleep, nat, link or inject"
+                                .into(),
                         found: "none".into(),
                     }))
                 }
@@ -828,12 +936,14 @@ impl Scenario {
             paths.push(((a.trim().to_string(), b.trim().to_string()), v.clone()));
         }
 
+        let tolerance = raw.expect.tolerance.as_deref().map(dur).transpose()?;
         Ok(Scenario {
             name: raw.name,
             description: raw.description,
             topology: topology_path,
             feature: raw.feature,
             tags: raw.tags,
+            golden: raw.golden.unwrap_or(true),
             matrix: raw.matrix,
             timers,
             impairments,
@@ -843,6 +953,7 @@ impl Scenario {
                 checks: raw.expect.checks,
                 stable_mapping: raw.expect.stable_mapping,
                 address_change: raw.expect.address_change,
+                tolerance,
             },
             origin: path.to_path_buf(),
         })
@@ -1013,5 +1124,51 @@ path = { "peer-a>peer-b" = "table" }
             (Duration::from_secs(25), Duration::from_secs(35))
         );
         assert!(parse_duration_range("35s~25s").is_err());
+    }
+
+    #[test]
+    fn node_patterns_mesh_and_ping_timeout() {
+        let text = GOOD
+            .replace("start = [\"peer-a\", \"peer-b\"]", "start = \"peer-*\"")
+            .replace(
+                "ping = { from = \"peer-a\", to = \"peer-b\", count = 5 }",
+                "ping = { from = \"peer-a\", to = \"peer-b\", count = 5, timeout = \"300ms\" }",
+            )
+            .replace(
+                "[[step]]\nnat = ",
+                "[[step]]\nmesh = { nodes = [\"peer-*\", \"router\"], count = 2 }\n[[step]]\nnat = ",
+            );
+        let s = parse(&text).unwrap();
+        assert!(
+            matches!(&s.steps[1].action, Action::Start(n) if n == &["peer-a", "peer-b"]),
+            "{:?}",
+            s.steps[1].action
+        );
+        assert!(matches!(
+            &s.steps[3].action,
+            Action::Ping { timeout, .. } if *timeout == Duration::from_millis(300)
+        ));
+        match &s.steps[4].action {
+            Action::PingMesh { nodes, count, .. } => {
+                assert_eq!(nodes, &["peer-a", "peer-b", "router"]);
+                assert_eq!(*count, 2);
+            }
+            other => panic!("expected a mesh, got {other:?}"),
+        }
+        // The default reply wait is ping's own.
+        assert!(matches!(
+            &parse(GOOD).unwrap().steps[3].action,
+            Action::Ping { timeout, .. } if *timeout == DEFAULT_PING_TIMEOUT
+        ));
+
+        let none = text.replace("start = \"peer-*\"", "start = \"host-*\"");
+        let e = parse(&none).unwrap_err().to_string();
+        assert!(
+            e.starts_with("s.toml:11:10:") && e.contains("matches none"),
+            "{e}"
+        );
+        let lonely = text.replace("nodes = [\"peer-*\", \"router\"]", "nodes = \"router\"");
+        let e = parse(&lonely).unwrap_err().to_string();
+        assert!(e.contains("at least two nodes in a mesh"), "{e}");
     }
 }

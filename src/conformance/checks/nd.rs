@@ -157,17 +157,21 @@ fn ns_index<'a>(v: &View<'a>) -> NsIndex<'a> {
 }
 
 /// The NS that `na` answers: among the NSs sent to the NA's source within the window before
-/// it, the last (in packet order) asking for its target, else the last.
+/// it, the last (in packet order) from the NA's inner destination asking for its target,
+/// else the last asking for its target, else the last. Several peers behind one NAT share
+/// the outer address an NS reaches, so the inner source is what tells their NSs apart.
 fn answered_ns<'a>(v: &View<'a>, idx: &NsIndex<'a>, na: &Decoded) -> Option<&'a Decoded> {
     let window = v.inputs.tolerance_ns().saturating_add(2_000_000_000);
     let Kind::Na { target, .. } = &na.kind else {
         return None;
     };
+    let na_dst = na.inner.as_ref().map(|h| h.dst);
     let list = idx.get(&na.src())?;
     let lo = na.ts_ns.saturating_sub(window);
     let start = list.partition_point(|e| e.0 < lo);
     let mut any: Option<(usize, &'a Decoded)> = None;
     let mut same: Option<(usize, &'a Decoded)> = None;
+    let mut asker: Option<(usize, &'a Decoded)> = None;
     for &(ts, i, l) in &list[start..] {
         if ts > na.ts_ns {
             break;
@@ -175,11 +179,17 @@ fn answered_ns<'a>(v: &View<'a>, idx: &NsIndex<'a>, na: &Decoded) -> Option<&'a 
         if any.is_none_or(|(j, _)| i > j) {
             any = Some((i, l));
         }
-        if matches!(&l.kind, Kind::Ns { target: t, .. } if t == target) && same.is_none_or(|(j, _)| i > j) {
-            same = Some((i, l));
+        if matches!(&l.kind, Kind::Ns { target: t, .. } if t == target) {
+            if same.is_none_or(|(j, _)| i > j) {
+                same = Some((i, l));
+            }
+            let from_dst = na_dst.is_some() && l.inner.as_ref().map(|h| h.src) == na_dst;
+            if from_dst && asker.is_none_or(|(j, _)| i > j) {
+                asker = Some((i, l));
+            }
         }
     }
-    same.or(any).map(|(_, l)| l)
+    asker.or(same).or(any).map(|(_, l)| l)
 }
 
 pub(super) fn nd03(v: &View<'_>) -> Finding {
