@@ -485,3 +485,45 @@ fn injection_through_a_nat_is_recognised_at_any_sighting() {
     late.hops(5000, 71, &[0xde, 0xad], &injector.out(r, ROUTER));
     expect(&late.run(false, inj), &[("EN-01", Fail)]);
 }
+
+// --- Several peers behind one NAT probing the same neighbour ------------------------------
+
+/// From one NATed peer to another behind a different NAT: out through the sender's NAT,
+/// in through the receiver's.
+fn across(from: &Natted, to: &Natted) -> Vec<Hop> {
+    let mut hops = from.out(to.wan, "unused")[..3].to_vec();
+    hops.extend_from_slice(&to.inn(from.wan, "unused")[1..]);
+    hops
+}
+
+/// A and B share a NAT and both probe C; C answers A, then B. Every NA goes to the NS
+/// source it answers, although both NSs reached C from the same outer address and the last
+/// NS before the first NA is B's: ND-03 must pair each NA with its asker's NS.
+#[test]
+fn two_peers_behind_one_nat_probing_one_neighbour_pass_nd03() {
+    let (a, b) = (lan_a(), lan_b());
+    let c = Natted {
+        node: "peer-c",
+        nat: "nat-c",
+        lan: ep([10, 0, 2, 2], 7000),
+        wan: ep([198, 51, 100, 20], 7000),
+    };
+    let mut cap = Cap::new();
+    solicit(&mut cap, 0, &a, 1);
+    solicit(&mut cap, 100, &b, 3);
+    solicit(&mut cap, 200, &c, 5);
+    cap.hops(1000, 10, &probe(&a, c.wan), &across(&a, &c));
+    cap.hops(1010, 11, &probe(&b, c.wan), &across(&b, &c));
+    cap.hops(1100, 12, &answer(&c, &a), &across(&c, &a));
+    cap.hops(1110, 13, &answer(&c, &b), &across(&c, &b));
+    expect(&run(&cap), &[("ND-03", Pass)]);
+
+    // The broken variant still fails: C answers A's NS to B.
+    let mut bad = Cap::new();
+    solicit(&mut bad, 0, &a, 1);
+    solicit(&mut bad, 100, &b, 3);
+    solicit(&mut bad, 200, &c, 5);
+    bad.hops(1000, 10, &probe(&a, c.wan), &across(&a, &c));
+    bad.hops(1100, 12, &answer(&c, &b), &across(&c, &b));
+    expect(&run(&bad), &[("ND-03", Fail)]);
+}
