@@ -33,6 +33,10 @@ const BURST: usize = 64;
 /// Datagrams received per `recvmmsg`.
 const BATCH: usize = 16;
 
+/// Receive and send buffer of the tunnel socket: some 3000 full-size datagrams, so a relay
+/// that is off the CPU for a scheduler tick or two does not drop a burst.
+const SOCKET_BUFFER: usize = 4 << 20;
+
 static STOP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
@@ -96,6 +100,10 @@ impl Shell {
             .context("bringing the TUN up")?;
         tun.set_nonblocking(true).context("TUN non-blocking")?;
         sock.set_nonblocking(true).context("socket non-blocking")?;
+        match sock.set_buffer_sizes(SOCKET_BUFFER) {
+            Ok((rcv, snd)) => tracing::debug!("socket buffers: receive {rcv} B, send {snd} B"),
+            Err(e) => tracing::warn!("could not enlarge the socket buffers: {e}"),
+        }
         Ok(Shell {
             tun,
             sock,

@@ -87,6 +87,30 @@ impl TunnelSocket {
         Ok(self.local)
     }
 
+    /// Asks for `bytes` of receive and send buffer. A relay that falls behind for a moment
+    /// drops whatever does not fit its receive queue, and every such drop costs a TCP flow
+    /// inside the tunnel a retransmission and a halved window, so the default (about 200
+    /// KB, some 90 full-size datagrams) is far too small. `SO_RCVBUFFORCE` (root or
+    /// CAP_NET_ADMIN) goes past `net.core.rmem_max`; without the privilege the plain option
+    /// still gets what the limit allows. Returns the sizes in force afterwards (the kernel
+    /// doubles the request for its bookkeeping).
+    pub fn set_buffer_sizes(&self, bytes: usize) -> io::Result<(usize, usize)> {
+        let fd = self.sock.as_raw_fd();
+        let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+        for (force, plain) in [
+            (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+            (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+        ] {
+            if set_int_opt(fd, libc::SOL_SOCKET, force, v).is_err() {
+                set_int_opt(fd, libc::SOL_SOCKET, plain, v)?;
+            }
+        }
+        Ok((
+            get_int_opt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF)?,
+            get_int_opt(fd, libc::SOL_SOCKET, libc::SO_SNDBUF)?,
+        ))
+    }
+
     /// Sends one datagram with the socket's default TTL.
     pub fn send_to(&self, payload: &[u8], to: SocketAddrV4) -> io::Result<usize> {
         self.sock.send_to(payload, to)
@@ -349,6 +373,17 @@ fn set_int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_
     Ok(())
 }
 
+fn get_int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<usize> {
+    let mut v: libc::c_int = 0;
+    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `v`.
+    let rc = unsafe { libc::getsockopt(fd, level, name, (&mut v as *mut libc::c_int).cast(), &mut len) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(v).unwrap_or(0))
+}
+
 /// Reusable buffers for [`TunnelSocket::recv_batch`].
 pub struct RecvBatch {
     bufs: Vec<Box<[u8]>>,
@@ -450,15 +485,6 @@ mod tests {
     use super::*;
     use crate::sys::testns::in_netns;
 
-    fn get_int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int) -> libc::c_int {
-        let mut v: libc::c_int = -1;
-        let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: getsockopt writes at most `len` bytes into `v`.
-        let rc = unsafe { libc::getsockopt(fd, level, name, (&mut v as *mut libc::c_int).cast(), &mut len) };
-        assert_eq!(rc, 0, "getsockopt: {}", io::Error::last_os_error());
-        v
-    }
-
     fn loopback_pair() -> (TunnelSocket, TunnelSocket) {
         let a = TunnelSocket::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).expect("bind a");
         let b = TunnelSocket::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).expect("bind b");
@@ -549,10 +575,23 @@ mod tests {
                 assert_eq!(port % 2, 0, "port {port}");
                 assert_ne!(port, 0);
                 assert_eq!(
-                    get_int_opt(s.as_raw_fd(), libc::IPPROTO_IP, libc::IP_MTU_DISCOVER),
-                    libc::IP_PMTUDISC_DONT
+                    get_int_opt(s.as_raw_fd(), libc::IPPROTO_IP, libc::IP_MTU_DISCOVER).expect("getsockopt"),
+                    libc::IP_PMTUDISC_DONT as usize
                 );
             }
+        });
+    }
+
+    #[test]
+    fn buffer_sizes_go_past_the_default() {
+        in_netns(|| {
+            let (s, _) = loopback_pair();
+            let fd = s.as_raw_fd();
+            let before = get_int_opt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF).expect("rcvbuf");
+            let (rcv, snd) = s.set_buffer_sizes(4 << 20).expect("set");
+            // As root the forced size applies (doubled by the kernel for its bookkeeping).
+            assert!(rcv >= 4 << 20 && rcv > before, "rcvbuf {before} -> {rcv}");
+            assert!(snd >= 4 << 20, "sndbuf {snd}");
         });
     }
 
