@@ -220,28 +220,17 @@ impl Shell {
     }
 
     fn write_tun(&mut self, packet: &[u8], counters: &mut crate::counters::Counters) {
-        let tun = &self.tun;
-        let mut write = |bytes: &[u8]| {
-            if let Err(e) = tun.write(bytes) {
-                counters.bump("tx_tun_errors");
-                tracing::debug!("write to TUN: {e}");
-            }
-        };
         match self.coalescer.as_mut() {
-            Some(c) => c.push(packet, &mut write),
-            None => write(packet),
+            Some(c) => c.push(packet, &mut |bytes| {
+                write_tun_or_count(&self.tun, bytes, true, counters)
+            }),
+            None => write_tun_or_count(&self.tun, packet, false, counters),
         }
     }
 
     fn flush_tun(&mut self, counters: &mut crate::counters::Counters) {
-        let tun = &self.tun;
         if let Some(c) = self.coalescer.as_mut() {
-            c.flush(&mut |bytes: &[u8]| {
-                if let Err(e) = tun.write(bytes) {
-                    counters.bump("tx_tun_errors");
-                    tracing::debug!("write to TUN: {e}");
-                }
-            });
+            c.flush(&mut |bytes| write_tun_or_count(&self.tun, bytes, true, counters));
         }
     }
 
@@ -266,7 +255,14 @@ impl Shell {
         while start < msgs.len() {
             match self.sock.send_batch(&msgs[start..]) {
                 Ok(0) => break,
-                Ok(n) => start += n,
+                Ok(n) => {
+                    for m in &msgs[start..start + n] {
+                        if m.segment.is_some() {
+                            counters.bump("udp_gso_sends");
+                        }
+                    }
+                    start += n;
+                }
                 Err(e) => {
                     let m = msgs[start];
                     if m.segment.is_some() && is_gso_refusal(&e) {
@@ -395,6 +391,7 @@ impl Shell {
                     Some((data, from, false)) => match batch.segment_size(i) {
                         // A coalesced run (UDP_GRO): the datagrams back to back.
                         Some(size) => {
+                            core.counters().bump("udp_gro_receives");
                             for datagram in data.chunks(size) {
                                 core.udp(now, from, datagram, out);
                             }
@@ -437,6 +434,9 @@ impl Shell {
                     continue;
                 }
             };
+            if hdr.gso_type != offload::GSO_NONE {
+                core.counters().bump("tun_tso_reads");
+            }
             let packet = &mut buf[VNET_HDR_LEN..n];
             if let Err(e) = offload::segment(&hdr, packet, &mut self.scratch, |p| core.tun(now, p, out)) {
                 core.counters().bump(e.reason());
@@ -448,6 +448,18 @@ impl Shell {
         }
         self.apply(out, core.counters());
         Ok(())
+    }
+}
+
+/// One TUN write; `vnet` says `bytes` starts with a `virtio_net_hdr`, whose GSO type tells
+/// a coalesced write (counted, so a run shows whether coalescing happens).
+fn write_tun_or_count(tun: &Tun, bytes: &[u8], vnet: bool, counters: &mut crate::counters::Counters) {
+    if vnet && bytes.get(1).is_some_and(|&gso| gso != offload::GSO_NONE) {
+        counters.bump("tun_coalesced_writes");
+    }
+    if let Err(e) = tun.write(bytes) {
+        counters.bump("tx_tun_errors");
+        tracing::debug!("write to TUN: {e}");
     }
 }
 

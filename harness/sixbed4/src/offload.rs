@@ -280,9 +280,6 @@ pub struct Coalescer {
     /// `virtio_net_hdr` space, then the packet being built.
     buf: Vec<u8>,
     train: Option<Train>,
-    /// How many writes carried more than one segment, and how many segments they carried.
-    pub joined_writes: u64,
-    pub joined_segments: u64,
 }
 
 impl Coalescer {
@@ -329,8 +326,6 @@ impl Coalescer {
                 csum_start: IPV6_HDR as u16,
                 csum_offset: 16,
             };
-            self.joined_writes += 1;
-            self.joined_segments += t.segments as u64;
         }
         self.buf[..VNET_HDR_LEN].copy_from_slice(&hdr.emit());
         write(&self.buf);
