@@ -220,18 +220,35 @@ impl Shell {
     }
 
     fn write_tun(&mut self, packet: &[u8], counters: &mut crate::counters::Counters) {
-        match self.coalescer.as_mut() {
-            Some(c) => c.push(packet, &mut |bytes| {
-                write_tun_or_count(&self.tun, bytes, true, counters)
-            }),
-            None => write_tun_or_count(&self.tun, packet, false, counters),
+        let Some(c) = self.coalescer.as_mut() else {
+            write_tun_or_count(&self.tun, packet, false, counters);
+            return;
+        };
+        let mut refused = false;
+        c.push(packet, &mut |bytes| {
+            refused |= write_tun_or_count(&self.tun, bytes, true, counters);
+        });
+        if refused {
+            Self::stop_joining(c, counters);
         }
     }
 
     fn flush_tun(&mut self, counters: &mut crate::counters::Counters) {
         if let Some(c) = self.coalescer.as_mut() {
-            c.flush(&mut |bytes| write_tun_or_count(&self.tun, bytes, true, counters));
+            let mut refused = false;
+            c.flush(&mut |bytes| {
+                refused |= write_tun_or_count(&self.tun, bytes, true, counters);
+            });
+            if refused {
+                Self::stop_joining(c, counters);
+            }
         }
+    }
+
+    fn stop_joining(c: &mut Coalescer, counters: &mut crate::counters::Counters) {
+        tracing::warn!("the TUN refused a coalesced write: one packet per write from now on");
+        counters.bump("tun_coalescing_refused");
+        c.set_joining(false);
     }
 
     fn flush_udp(&mut self, counters: &mut crate::counters::Counters) {
@@ -452,14 +469,42 @@ impl Shell {
 }
 
 /// One TUN write; `vnet` says `bytes` starts with a `virtio_net_hdr`, whose GSO type tells
-/// a coalesced write (counted, so a run shows whether coalescing happens).
-fn write_tun_or_count(tun: &Tun, bytes: &[u8], vnet: bool, counters: &mut crate::counters::Counters) {
-    if vnet && bytes.get(1).is_some_and(|&gso| gso != offload::GSO_NONE) {
-        counters.bump("tun_coalesced_writes");
-    }
-    if let Err(e) = tun.write(bytes) {
-        counters.bump("tx_tun_errors");
-        tracing::debug!("write to TUN: {e}");
+/// a coalesced write (counted, so a run shows whether coalescing happens). A coalesced
+/// write the kernel rejects as invalid is cut back into its segments, written one by one,
+/// and reported (`true`) so the caller stops joining.
+fn write_tun_or_count(tun: &Tun, bytes: &[u8], vnet: bool, counters: &mut crate::counters::Counters) -> bool {
+    let coalesced = vnet && bytes.get(1).is_some_and(|&gso| gso != offload::GSO_NONE);
+    match tun.write(bytes) {
+        Ok(_) => {
+            if coalesced {
+                counters.bump("tun_coalesced_writes");
+            }
+            false
+        }
+        Err(e) if coalesced && e.raw_os_error() == Some(libc::EINVAL) => {
+            let Ok((hdr, packet)) = VnetHdr::parse(bytes) else {
+                return true;
+            };
+            let mut packet = packet.to_vec();
+            let mut one = Vec::new();
+            let result = offload::segment(&hdr, &mut packet, &mut Vec::new(), |segment| {
+                one.clear();
+                one.extend_from_slice(&VnetHdr::default().emit());
+                one.extend_from_slice(segment);
+                if tun.write(&one).is_err() {
+                    counters.bump("tx_tun_errors");
+                }
+            });
+            if result.is_err() {
+                counters.bump("tx_tun_errors");
+            }
+            true
+        }
+        Err(e) => {
+            counters.bump("tx_tun_errors");
+            tracing::debug!("write to TUN: {e}");
+            false
+        }
     }
 }
 

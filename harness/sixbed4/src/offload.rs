@@ -211,15 +211,16 @@ pub fn segment(
         GSO_TCPV6 => {}
         other => return Err(OffloadError::UnsupportedGso(other)),
     }
-    let thlen = tcp6_header_len(packet).map_err(OffloadError::NotTcp6)?;
+    let (l4, thlen) = tso_layout(hdr, packet).map_err(OffloadError::NotTcp6)?;
     let mss = usize::from(hdr.gso_size);
     if mss == 0 {
         return Err(OffloadError::NotTcp6("GSO size 0"));
     }
-    let hlen = IPV6_HDR + thlen;
+    let hlen = l4 + thlen;
     let (head, payload) = packet.split_at(hlen);
-    let seq0 = u32::from_be_bytes([head[44], head[45], head[46], head[47]]);
-    let flags0 = head[IPV6_HDR + 13];
+    let seq_at = l4 + 4;
+    let seq0 = u32::from_be_bytes([head[seq_at], head[seq_at + 1], head[seq_at + 2], head[seq_at + 3]]);
+    let flags0 = head[l4 + 13];
     let count = payload.len().div_ceil(mss).max(1);
     for (i, offset) in (0..count).map(|i| (i, i * mss)) {
         let end = (offset + mss).min(payload.len());
@@ -228,9 +229,11 @@ pub fn segment(
         scratch.extend_from_slice(head);
         scratch.extend_from_slice(data);
         let tcp_len = thlen + data.len();
-        scratch[4..6].copy_from_slice(&(tcp_len as u16).to_be_bytes());
+        // Extension headers, if any, sit between the fixed header and TCP and count too.
+        let ip_payload = (l4 - IPV6_HDR + tcp_len) as u16;
+        scratch[4..6].copy_from_slice(&ip_payload.to_be_bytes());
         let seq = seq0.wrapping_add(offset as u32);
-        scratch[44..48].copy_from_slice(&seq.to_be_bytes());
+        scratch[seq_at..seq_at + 4].copy_from_slice(&seq.to_be_bytes());
         let mut flags = flags0;
         if i + 1 < count {
             flags &= !(TCP_FIN | TCP_PSH);
@@ -238,14 +241,45 @@ pub fn segment(
         if i > 0 {
             flags &= !TCP_CWR;
         }
-        scratch[IPV6_HDR + 13] = flags;
-        scratch[IPV6_HDR + 16..IPV6_HDR + 18].copy_from_slice(&[0, 0]);
+        scratch[l4 + 13] = flags;
+        scratch[l4 + 16..l4 + 18].copy_from_slice(&[0, 0]);
         let mut c = pseudo_header(scratch, tcp_len, TCP);
-        let ck = c.add(&scratch[IPV6_HDR..]).finish();
-        scratch[IPV6_HDR + 16..IPV6_HDR + 18].copy_from_slice(&ck);
+        let ck = c.add(&scratch[l4..]).finish();
+        scratch[l4 + 16..l4 + 18].copy_from_slice(&ck);
         each(scratch);
     }
     Ok(())
+}
+
+/// Where TCP starts in a TSO6 packet, and its header length. The kernel says where
+/// (`csum_start`), which also steps over any extension headers without parsing them.
+fn tso_layout(hdr: &VnetHdr, packet: &[u8]) -> Result<(usize, usize), &'static str> {
+    let l4 = if hdr.flags & F_NEEDS_CSUM != 0 {
+        if hdr.csum_offset != 16 {
+            return Err("checksum offset is not TCP's");
+        }
+        usize::from(hdr.csum_start)
+    } else {
+        IPV6_HDR
+    };
+    if l4 < IPV6_HDR || packet.len() < l4 + 20 {
+        return Err("shorter than IPv6 + TCP headers");
+    }
+    if packet[0] >> 4 != 6 {
+        return Err("not IPv6");
+    }
+    if l4 == IPV6_HDR && packet[6] != TCP {
+        return Err("next header is not TCP");
+    }
+    let declared = usize::from(u16::from_be_bytes([packet[4], packet[5]]));
+    if declared + IPV6_HDR != packet.len() {
+        return Err("IPv6 payload length does not match the packet");
+    }
+    let thlen = usize::from(packet[l4 + 12] >> 4) * 4;
+    if thlen < 20 || l4 + thlen > packet.len() {
+        return Err("bad TCP data offset");
+    }
+    Ok((l4, thlen))
 }
 
 /// Whether the TCP checksum of a plain IPv6 + TCP packet is right.
@@ -275,16 +309,33 @@ struct Train {
 /// Every segment's checksum is verified before it joins; a bad one is written alone, so the
 /// kernel drops and counts it as it would have. Anything else (ICMPv6, ND, SYN, FIN, UDP)
 /// is written alone, in order.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Coalescer {
     /// `virtio_net_hdr` space, then the packet being built.
     buf: Vec<u8>,
     train: Option<Train>,
+    joining: bool,
+}
+
+impl Default for Coalescer {
+    fn default() -> Self {
+        Coalescer {
+            buf: Vec::new(),
+            train: None,
+            joining: true,
+        }
+    }
 }
 
 impl Coalescer {
     pub fn new() -> Self {
         Coalescer::default()
+    }
+
+    /// With `false`, every packet is written alone (still behind a `virtio_net_hdr`): for a
+    /// kernel that refuses coalesced writes.
+    pub fn set_joining(&mut self, joining: bool) {
+        self.joining = joining;
     }
 
     /// Whether a packet waits to be written.
@@ -295,13 +346,13 @@ impl Coalescer {
     /// Adds `packet`; when it cannot join what is pending, the pending write goes to `write`
     /// first (one buffer: `virtio_net_hdr` then the packet).
     pub fn push(&mut self, packet: &[u8], write: &mut impl FnMut(&[u8])) {
-        if self.try_join(packet) {
+        if self.joining && self.try_join(packet) {
             return;
         }
         self.flush(write);
         self.buf.resize(VNET_HDR_LEN, 0);
         self.buf.extend_from_slice(packet);
-        self.train = Self::start(packet);
+        self.train = if self.joining { Self::start(packet) } else { None };
     }
 
     /// Writes whatever is pending.
@@ -507,6 +558,46 @@ mod tests {
         }
     }
 
+    /// A TSO6 packet with a hop-by-hop header in front of TCP is cut at the place the
+    /// kernel names, and the extension header counts in every segment's payload length.
+    #[test]
+    fn tso_steps_over_extension_headers() {
+        let plain = tcp_packet(77, TCP_ACK | TCP_PSH, &[9; 250]);
+        let mut with_ext = plain[..40].to_vec();
+        with_ext[6] = 0; // hop-by-hop options
+        with_ext.extend_from_slice(&[TCP, 0, 1, 4, 0, 0, 0, 0]); // next TCP, 8 bytes, PadN
+        with_ext.extend_from_slice(&plain[40..]);
+        let len = (with_ext.len() - 40) as u16;
+        with_ext[4..6].copy_from_slice(&len.to_be_bytes());
+        let hdr = VnetHdr {
+            flags: F_NEEDS_CSUM,
+            gso_type: GSO_TCPV6,
+            gso_size: 100,
+            csum_start: 48,
+            csum_offset: 16,
+            hdr_len: 80,
+        };
+        let mut pieces = Vec::new();
+        segment(&hdr, &mut with_ext, &mut Vec::new(), |s| pieces.push(s.to_vec())).expect("segment");
+        assert_eq!(pieces.len(), 3);
+        for (i, p) in pieces.iter().enumerate() {
+            let size = if i == 2 { 50 } else { 100 };
+            let flags = if i == 2 { TCP_ACK | TCP_PSH } else { TCP_ACK };
+            let expect = tcp_packet(77 + 100 * i as u32, flags, &[9; 250][..size]);
+            assert_eq!(&p[..4], &expect[..4]);
+            assert_eq!(
+                usize::from(u16::from_be_bytes([p[4], p[5]])),
+                8 + expect.len() - 40
+            );
+            assert_eq!(&p[6..8], &[0, 64]);
+            assert_eq!(
+                &p[48..],
+                &expect[40..],
+                "segment {i}: TCP header, checksum and data"
+            );
+        }
+    }
+
     fn written(pkts: &[Vec<u8>]) -> Vec<(VnetHdr, Vec<u8>)> {
         let mut out = Vec::new();
         let mut c = Coalescer::new();
@@ -568,6 +659,18 @@ mod tests {
         let icmp = vec![0x60, 0, 0, 0, 0, 8, 58, 64];
         let w = written(std::slice::from_ref(&icmp));
         assert_eq!(w, vec![(VnetHdr::default(), icmp)]);
+
+        let mut c = Coalescer::new();
+        c.set_joining(false);
+        let mut n = 0;
+        for p in [&a, &b] {
+            c.push(p, &mut |w: &[u8]| {
+                assert_eq!(VnetHdr::parse(w).expect("hdr").0, VnetHdr::default());
+                n += 1;
+            });
+        }
+        c.flush(&mut |_: &[u8]| n += 1);
+        assert_eq!(n, 2, "not joining: one write per packet");
     }
 
     #[test]
