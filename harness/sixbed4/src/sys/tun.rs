@@ -400,6 +400,50 @@ mod tests {
         });
     }
 
+    /// With offloads every packet carries a `virtio_net_hdr` both ways: an echo request
+    /// written behind an all-zero header is answered, and the reply comes back behind one.
+    #[test]
+    fn offloaded_tun_carries_a_virtio_header_both_ways() {
+        use crate::offload::{VnetHdr, VNET_HDR_LEN};
+        in_netns(|| {
+            let (tun, got) = Tun::create_offloaded("bedoff%d").expect("create tun");
+            assert_eq!(got, Offload::Tso6, "this kernel offers TSO6 on a TUN");
+            assert!(tun.vnet_hdr());
+            tun.set_nonblocking(true).expect("nonblocking");
+            sysctl::quiet_autoconf(tun.name()).expect("sysctls");
+            let mut nl = Netlink::open().expect("netlink");
+            nl.set_link_up(tun.ifindex(), Some(1280)).expect("link up");
+            let me: Ipv6Addr = "fc64::1".parse().expect("addr");
+            nl.add_address_v6(tun.ifindex(), me, 64).expect("add address");
+            let peer: Ipv6Addr = "fc64::2".parse().expect("addr");
+            let mut frame = VnetHdr::default().emit().to_vec();
+            frame.extend_from_slice(&echo_request(peer, me, 0xbed5, 1, b"with a header"));
+            assert_eq!(tun.write(&frame).expect("write"), frame.len());
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let mut buf = [0u8; 4096];
+            loop {
+                let left = deadline
+                    .checked_duration_since(Instant::now())
+                    .expect("no echo reply behind a virtio_net_hdr");
+                if !wait_readable(&[tun.as_raw_fd()], Some(left)).expect("poll")[0] {
+                    continue;
+                }
+                let n = match tun.read(&mut buf) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => panic!("read: {e}"),
+                };
+                let (hdr, p) = VnetHdr::parse(&buf[..n]).expect("header");
+                if p.len() >= 48 && p[6] == 58 && p[40] == 129 && p[44..46] == [0xbe, 0xd5] {
+                    assert_eq!(hdr.gso_type, 0, "an echo reply is never a super-segment");
+                    assert_eq!(&p[48..], b"with a header");
+                    assert_eq!(n, VNET_HDR_LEN + p.len());
+                    break;
+                }
+            }
+        });
+    }
+
     #[test]
     fn dropping_the_tun_removes_the_interface() {
         in_netns(|| {
