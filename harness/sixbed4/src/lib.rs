@@ -19,6 +19,7 @@ pub mod counters;
 pub mod events;
 pub mod fuzzing;
 pub mod io;
+pub mod offload;
 pub mod peer;
 pub mod profile;
 pub mod router;

@@ -65,6 +65,10 @@ struct Common {
     /// How often changed drop/traffic counters are reported as an event.
     #[arg(long, default_value = "5s", value_parser = parse_positive_duration)]
     counters_interval: Duration,
+    /// Move one packet per system call: no UDP GSO/GRO on the socket, no TSO or
+    /// coalescing on the TUN (for comparison, or for a kernel that misbehaves with them).
+    #[arg(long)]
+    no_offload: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,6 +167,7 @@ fn options(c: &Common) -> DaemonOptions {
         ifname: c.ifname.clone(),
         events_json: c.events == EventsFormat::Json,
         counters_interval: c.counters_interval,
+        offload: !c.no_offload,
     }
 }
 

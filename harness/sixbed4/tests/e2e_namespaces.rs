@@ -860,6 +860,169 @@ fn nudge(ns: &str, to: Ipv6Addr) {
     let _ = ns_run(ns, &["ping", "-6", "-n", "-c", "1", "-W", "1", &to.to_string()]);
 }
 
+/// Runs `f` on a new thread inside namespace `ns`; sockets it opens stay in `ns`.
+fn in_namespace<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let netns = File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        // SAFETY: setns(2) with a valid namespace fd; it changes only this thread.
+        let rc = unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        f()
+    })
+}
+
+/// Bytes no two of whose 1280-byte slices are alike (xorshift), so a segment that is lost,
+/// repeated, reordered or mis-cut is a mismatch.
+fn pattern(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Sends `len` pattern bytes over TCP from `ns_from` to `to` (port 5001 in `ns_to`) and
+/// returns what arrived.
+fn tcp_transfer(ns_from: &str, ns_to: &str, to: Ipv6Addr, len: usize) -> Vec<u8> {
+    use std::io::{Read, Write as _};
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    let listener = in_namespace(ns_to, || TcpListener::bind("[::]:5001"))
+        .join()
+        .expect("listener thread")
+        .expect("listen on [::]:5001");
+    let server = std::thread::spawn(move || {
+        let (mut conn, from) = listener.accept().expect("accept");
+        // A guard against a stalled tunnel hanging the test, not a speed limit.
+        conn.set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("timeout");
+        let mut got = Vec::new();
+        conn.read_to_end(&mut got)
+            .unwrap_or_else(|e| panic!("receiving from {from}: {e}"));
+        got
+    });
+    let client = in_namespace(ns_from, move || {
+        let mut conn = TcpStream::connect_timeout(&SocketAddr::new(to.into(), 5001), Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("connect to [{to}]:5001: {e}"));
+        conn.set_write_timeout(Some(Duration::from_secs(60)))
+            .expect("timeout");
+        conn.write_all(&pattern(len)).expect("send");
+    });
+    client.join().expect("client thread");
+    server.join().expect("server thread")
+}
+
+fn counter(event: &Value, name: &str) -> u64 {
+    event["counters"][name].as_u64().unwrap_or(0)
+}
+
+/// TCP crosses the tunnel intact via the router and directly, with the offloads (TSO on the
+/// sending peer's TUN, UDP GSO/GRO, coalesced TUN writes) and with `--no-offload`. The
+/// router still decides datagram by datagram: its relay counter covers every segment.
+#[test]
+fn tcp_crosses_the_tunnel_intact_with_and_without_offloads() {
+    if !can_run_namespace_tests("tcp_crosses_the_tunnel_intact_with_and_without_offloads") {
+        return;
+    }
+    const LEN: usize = 16 << 20;
+    let expected = pattern(LEN);
+    for (case, offload, bypass) in [
+        ("via the router, offloads", true, false),
+        ("direct, offloads", true, true),
+        ("via the router, --no-offload", false, false),
+    ] {
+        eprintln!("== {case}");
+        let mut topo = Topology::build();
+        let mut common = vec!["--counters-interval", "100ms"];
+        if !offload {
+            common.push("--no-offload");
+        }
+        let router_ns = topo.router.clone();
+        let mut args = vec!["router", "--listen", "198.51.100.1"];
+        args.extend(&common);
+        let router = topo.lab.daemon(&router_ns, "router", &args);
+        router.wait_for("router_ready", Duration::from_secs(10), |e| {
+            is_event(e, "router_ready")
+        });
+        let mut args = vec![
+            "peer",
+            "--router",
+            "198.51.100.1",
+            "--keepalive",
+            "1s,3",
+            "--holddown",
+            "2s",
+        ];
+        args.extend(&common);
+        if !bypass {
+            args.push("--no-bypass");
+        }
+        let (ns_a, ns_b) = (topo.peer_a.clone(), topo.peer_b.clone());
+        let peer_a = topo.lab.daemon(&ns_a, "peer-a", &args);
+        let peer_b = topo.lab.daemon(&ns_b, "peer-b", &args);
+        let configured = |p: &Daemon| {
+            let e = p.wait_for("address_configured", Duration::from_secs(20), |e| {
+                is_event(e, "address_configured")
+            });
+            field::<Ipv6Addr>(&e, "address")
+        };
+        let (addr_a, addr_b) = (configured(&peer_a), configured(&peer_b));
+        if bypass {
+            let direct_to =
+                |n: Ipv6Addr| move |e: &Value| is_event(e, "direct_up") && e["neighbour"] == n.to_string();
+            peer_a.wait_driving("direct_up", Duration::from_secs(45), direct_to(addr_b), || {
+                nudge(&ns_a, addr_b)
+            });
+            peer_b.wait_driving("direct_up", Duration::from_secs(45), direct_to(addr_a), || {
+                nudge(&ns_b, addr_a)
+            });
+        }
+
+        let got = tcp_transfer(&ns_a, &ns_b, addr_b, LEN);
+        assert_eq!(got.len(), LEN, "{case}: bytes received");
+        if let Some(at) = got.iter().zip(&expected).position(|(a, b)| a != b) {
+            panic!("{case}: received data differs from byte {at} on");
+        }
+
+        // Every full segment (at most 1208 bytes of payload in a 1280-byte packet) crossed
+        // the tunnel as its own datagram and met the per-packet rules there.
+        let segments = (LEN / 1208) as u64;
+        let path = if bypass { "rx_direct" } else { "rx_via_router" };
+        let seen_b = peer_b.wait_for("peer-b counters", Duration::from_secs(10), |e| {
+            is_event(e, "counters") && counter(e, path) >= segments
+        });
+        if !bypass {
+            router.wait_for("router relay counter", Duration::from_secs(10), |e| {
+                is_event(e, "counters") && counter(e, "relayed") >= segments
+            });
+        }
+        let seen_a = peer_a.wait_for("peer-a counters", Duration::from_secs(10), |e| {
+            is_event(e, "counters") && counter(e, "tx_via_router") + counter(e, "tx_direct") >= segments
+        });
+        for (who, event, name) in [
+            ("peer-a", &seen_a, "tun_tso_reads"),
+            ("peer-a", &seen_a, "udp_gso_sends"),
+            ("peer-b", &seen_b, "udp_gro_receives"),
+            ("peer-b", &seen_b, "tun_coalesced_writes"),
+        ] {
+            let n = counter(event, name);
+            eprintln!("{case}: {who} {name} = {n}");
+            if offload {
+                assert!(n > 0, "{case}: {who} never used {name}: {event}");
+            } else {
+                assert_eq!(n, 0, "{case}: {who} used {name} with --no-offload: {event}");
+            }
+        }
+    }
+}
+
 /// A UDP socket created inside namespace `ns` (it stays there after the helper thread ends).
 fn udp_socket_in(ns: &str, bind: SocketAddrV4) -> UdpSocket {
     let path = format!("/run/netns/{ns}");

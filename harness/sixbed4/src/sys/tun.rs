@@ -32,6 +32,19 @@ pub struct Tun {
     file: File,
     name: String,
     ifindex: u32,
+    vnet_hdr: bool,
+}
+
+/// What [`Tun::create_offloaded`] got from the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offload {
+    /// No `virtio_net_hdr`: one plain packet per read and write.
+    None,
+    /// Every read and write starts with a `virtio_net_hdr`, but the kernel refused TSO6 and
+    /// checksum offload, so reads are single packets with complete checksums.
+    HeaderOnly,
+    /// Reads may be TCP super-segments (TSO6) or carry partial checksums.
+    Tso6,
 }
 
 impl Tun {
@@ -43,6 +56,40 @@ impl Tun {
     /// the interface as it was created (a later rename by someone else is not followed, but
     /// the index of a live interface never changes).
     pub fn create(name: &str) -> io::Result<Tun> {
+        Self::create_with_flags(name, libc::IFF_TUN | libc::IFF_NO_PI)
+    }
+
+    /// Like [`Tun::create`], but with a `virtio_net_hdr` in front of every packet
+    /// (`IFF_VNET_HDR`) and, where the kernel allows, TCP segmentation and checksum offload
+    /// (`TUNSETOFFLOAD` with `TUN_F_CSUM | TUN_F_TSO6`): the kernel then hands over TCP
+    /// super-segments of up to 64 KB for the reader to cut ([`crate::offload::segment`])
+    /// and takes coalesced ones ([`crate::offload::Coalescer`]). A kernel that refuses the
+    /// header gets a plain device ([`Offload::None`]); one that refuses the offloads keeps
+    /// the header, which still lets coalesced writes through.
+    pub fn create_offloaded(name: &str) -> io::Result<(Tun, Offload)> {
+        let tun = match Self::create_with_flags(name, libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_VNET_HDR) {
+            Ok(tun) => tun,
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                return Ok((Self::create(name)?, Offload::None))
+            }
+            Err(e) => return Err(e),
+        };
+        let flags = libc::TUN_F_CSUM | libc::TUN_F_TSO6;
+        // SAFETY: TUNSETOFFLOAD takes its flags by value and touches no memory.
+        let rc = unsafe {
+            libc::ioctl(
+                tun.file.as_raw_fd(),
+                libc::TUNSETOFFLOAD,
+                libc::c_ulong::from(flags),
+            )
+        };
+        if rc < 0 {
+            return Ok((tun, Offload::HeaderOnly));
+        }
+        Ok((tun, Offload::Tso6))
+    }
+
+    fn create_with_flags(name: &str, flags: libc::c_int) -> io::Result<Tun> {
         if name.len() >= IFNAMSIZ || name.contains('\0') || name.contains('/') {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -58,8 +105,8 @@ impl Tun {
 
         let mut req = IfReqFlags {
             name: [0; IFNAMSIZ],
-            // IFF_TUN | IFF_NO_PI is 0x1001 and fits a c_short.
-            flags: (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short,
+            // IFF_TUN | IFF_NO_PI | IFF_VNET_HDR is 0x5001 and fits a c_short.
+            flags: flags as libc::c_short,
             _pad: [0; 22],
         };
         for (dst, &src) in req.name.iter_mut().zip(name.as_bytes()) {
@@ -84,6 +131,7 @@ impl Tun {
             file,
             name: actual,
             ifindex,
+            vnet_hdr: flags & libc::IFF_VNET_HDR != 0,
         })
     }
 
@@ -97,7 +145,12 @@ impl Tun {
         self.ifindex
     }
 
-    /// Reads one IPv6 packet. A buffer shorter than the packet gets its head and the rest is
+    /// Whether every read and write starts with a `virtio_net_hdr`.
+    pub fn vnet_hdr(&self) -> bool {
+        self.vnet_hdr
+    }
+
+    /// Reads one IPv6 packet (after its `virtio_net_hdr` if [`Tun::vnet_hdr`]). A buffer shorter than the packet gets its head and the rest is
     /// dropped by the kernel, so size it to at least the interface MTU.
     pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         (&self.file).read(buf)
@@ -344,6 +397,50 @@ mod tests {
             // Removing a missing address is not an error.
             nl.remove_address_v6(tun.ifindex(), me, 64)
                 .expect("remove missing address");
+        });
+    }
+
+    /// With offloads every packet carries a `virtio_net_hdr` both ways: an echo request
+    /// written behind an all-zero header is answered, and the reply comes back behind one.
+    #[test]
+    fn offloaded_tun_carries_a_virtio_header_both_ways() {
+        use crate::offload::{VnetHdr, VNET_HDR_LEN};
+        in_netns(|| {
+            let (tun, got) = Tun::create_offloaded("bedoff%d").expect("create tun");
+            assert_eq!(got, Offload::Tso6, "this kernel offers TSO6 on a TUN");
+            assert!(tun.vnet_hdr());
+            tun.set_nonblocking(true).expect("nonblocking");
+            sysctl::quiet_autoconf(tun.name()).expect("sysctls");
+            let mut nl = Netlink::open().expect("netlink");
+            nl.set_link_up(tun.ifindex(), Some(1280)).expect("link up");
+            let me: Ipv6Addr = "fc64::1".parse().expect("addr");
+            nl.add_address_v6(tun.ifindex(), me, 64).expect("add address");
+            let peer: Ipv6Addr = "fc64::2".parse().expect("addr");
+            let mut frame = VnetHdr::default().emit().to_vec();
+            frame.extend_from_slice(&echo_request(peer, me, 0xbed5, 1, b"with a header"));
+            assert_eq!(tun.write(&frame).expect("write"), frame.len());
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let mut buf = [0u8; 4096];
+            loop {
+                let left = deadline
+                    .checked_duration_since(Instant::now())
+                    .expect("no echo reply behind a virtio_net_hdr");
+                if !wait_readable(&[tun.as_raw_fd()], Some(left)).expect("poll")[0] {
+                    continue;
+                }
+                let n = match tun.read(&mut buf) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => panic!("read: {e}"),
+                };
+                let (hdr, p) = VnetHdr::parse(&buf[..n]).expect("header");
+                if p.len() >= 48 && p[6] == 58 && p[40] == 129 && p[44..46] == [0xbe, 0xd5] {
+                    assert_eq!(hdr.gso_type, 0, "an echo reply is never a super-segment");
+                    assert_eq!(&p[48..], b"with a header");
+                    assert_eq!(n, VNET_HDR_LEN + p.len());
+                    break;
+                }
+            }
         });
     }
 

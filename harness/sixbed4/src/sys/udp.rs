@@ -87,6 +87,44 @@ impl TunnelSocket {
         Ok(self.local)
     }
 
+    /// Asks for `bytes` of receive and send buffer. A relay that falls behind for a moment
+    /// drops whatever does not fit its receive queue, and every such drop costs a TCP flow
+    /// inside the tunnel a retransmission and a halved window, so the default (about 200
+    /// KB, some 90 full-size datagrams) is far too small. `SO_RCVBUFFORCE` (root or
+    /// CAP_NET_ADMIN) goes past `net.core.rmem_max`; without the privilege the plain option
+    /// still gets what the limit allows. Returns the sizes in force afterwards (the kernel
+    /// doubles the request for its bookkeeping).
+    pub fn set_buffer_sizes(&self, bytes: usize) -> io::Result<(usize, usize)> {
+        let fd = self.sock.as_raw_fd();
+        let v = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+        for (force, plain) in [
+            (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+            (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+        ] {
+            if set_int_opt(fd, libc::SOL_SOCKET, force, v).is_err() {
+                set_int_opt(fd, libc::SOL_SOCKET, plain, v)?;
+            }
+        }
+        Ok((
+            get_int_opt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF)?,
+            get_int_opt(fd, libc::SOL_SOCKET, libc::SO_SNDBUF)?,
+        ))
+    }
+
+    /// Asks the kernel to hand over runs of datagrams that arrived as one GSO/GRO packet
+    /// from one sender in one receive (`UDP_GRO`), their size in a control message
+    /// ([`RecvBatch::segment_size`]). A relay receives a peer's whole burst in one
+    /// `recvmmsg` slot instead of one datagram per slot.
+    pub fn enable_gro(&self) -> io::Result<()> {
+        set_int_opt(self.sock.as_raw_fd(), libc::SOL_UDP, libc::UDP_GRO, 1)
+    }
+
+    /// Whether the kernel knows UDP segmentation offload (`UDP_SEGMENT`, Linux 4.18): the
+    /// option can be read back only where it exists.
+    pub fn gso_supported(&self) -> bool {
+        get_int_opt(self.sock.as_raw_fd(), libc::SOL_UDP, libc::UDP_SEGMENT).is_ok()
+    }
+
     /// Sends one datagram with the socket's default TTL.
     pub fn send_to(&self, payload: &[u8], to: SocketAddrV4) -> io::Result<usize> {
         self.sock.send_to(payload, to)
@@ -186,37 +224,51 @@ impl TunnelSocket {
         }
     }
 
-    /// Sends several datagrams with one `sendmmsg` call; returns how many the kernel took
-    /// (the caller retries or drops the rest).
-    pub fn send_batch(&self, datagrams: &[(SocketAddrV4, &[u8])]) -> io::Result<usize> {
-        if datagrams.is_empty() {
+    /// Sends several messages with one `sendmmsg` call; returns how many messages the
+    /// kernel took (the caller retries or drops the rest). A message with a segment size
+    /// is one UDP GSO send (`UDP_SEGMENT`): its payloads are glued and the kernel cuts them
+    /// into datagrams of that size, which leave exactly as separate sends would.
+    pub fn send_batch(&self, msgs: &[Message<'_>]) -> io::Result<usize> {
+        if msgs.is_empty() {
             return Ok(0);
         }
-        let mut addrs: Vec<libc::sockaddr_in> = datagrams.iter().map(|(to, _)| sockaddr_v4(*to)).collect();
-        let mut iovs: Vec<libc::iovec> = datagrams
-            .iter()
-            .map(|(_, p)| libc::iovec {
-                iov_base: p.as_ptr() as *mut libc::c_void,
-                iov_len: p.len(),
-            })
-            .collect();
-        let mut hdrs: Vec<libc::mmsghdr> = (0..datagrams.len())
-            .map(|i| {
-                // SAFETY: msghdr is plain old data; all-zero means no name, data or control.
-                let mut mh: libc::msghdr = unsafe { mem::zeroed() };
-                mh.msg_name = (&mut addrs[i] as *mut libc::sockaddr_in).cast();
-                mh.msg_namelen = mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-                mh.msg_iov = &mut iovs[i];
-                mh.msg_iovlen = 1;
-                libc::mmsghdr {
-                    msg_hdr: mh,
-                    msg_len: 0,
+        let mut addrs: Vec<libc::sockaddr_in> = msgs.iter().map(|m| sockaddr_v4(m.to)).collect();
+        let mut cmsgs: Vec<CmsgBuf> = msgs.iter().map(|_| CmsgBuf::new()).collect();
+        // SAFETY: CMSG_SPACE is a pure size computation.
+        let space = unsafe { libc::CMSG_SPACE(mem::size_of::<u16>() as u32) } as usize;
+        let mut hdrs: Vec<libc::mmsghdr> = Vec::with_capacity(msgs.len());
+        for (i, m) in msgs.iter().enumerate() {
+            // SAFETY: msghdr is plain old data; all-zero means no name, data or control.
+            let mut mh: libc::msghdr = unsafe { mem::zeroed() };
+            mh.msg_name = (&mut addrs[i] as *mut libc::sockaddr_in).cast();
+            mh.msg_namelen = mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            // IoSlice is ABI-compatible with iovec on Unix; the kernel only reads through it.
+            mh.msg_iov = m.payloads.as_ptr() as *mut libc::iovec;
+            mh.msg_iovlen = m.payloads.len() as _;
+            if let Some(size) = m.segment {
+                mh.msg_control = cmsgs[i].0.as_mut_ptr().cast();
+                mh.msg_controllen = space as _;
+                // SAFETY: the control buffer is aligned for cmsghdr and `space` bytes long,
+                // so the first header and its u16 of data lie inside it.
+                unsafe {
+                    let cmsg = libc::CMSG_FIRSTHDR(&mh);
+                    if cmsg.is_null() {
+                        return Err(io::Error::other("no room for the UDP_SEGMENT control message"));
+                    }
+                    (*cmsg).cmsg_level = libc::SOL_UDP;
+                    (*cmsg).cmsg_type = libc::UDP_SEGMENT;
+                    (*cmsg).cmsg_len = libc::CMSG_LEN(mem::size_of::<u16>() as u32) as _;
+                    std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), size);
                 }
-            })
-            .collect();
+            }
+            hdrs.push(libc::mmsghdr {
+                msg_hdr: mh,
+                msg_len: 0,
+            });
+        }
         loop {
-            // SAFETY: each header points at its address and iovec above, which point at the
-            // caller's payloads; all outlive the call.
+            // SAFETY: each header points at its address, its caller's iovecs and its control
+            // buffer above; all outlive the call.
             let n = unsafe {
                 libc::sendmmsg(
                     self.sock.as_raw_fd(),
@@ -251,6 +303,28 @@ impl AsFd for TunnelSocket {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.sock.as_fd()
     }
+}
+
+/// One message for [`TunnelSocket::send_batch`].
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    pub to: SocketAddrV4,
+    /// One datagram, or with `segment` a run of datagrams glued by the kernel.
+    pub payloads: &'a [io::IoSlice<'a>],
+    /// UDP GSO segment size: every payload but the last is exactly this long, the last at
+    /// most. `None` sends the payloads as one datagram.
+    pub segment: Option<u16>,
+}
+
+/// Whether an error from a UDP GSO send means the kernel or the route cannot do GSO at all
+/// (unknown option, no checksum offload on the way out, segment larger than the route's
+/// MTU) rather than a passing condition; the sender then goes back to one datagram per
+/// message for good.
+pub fn is_gso_refusal(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EINVAL | libc::EIO | libc::ENOPROTOOPT | libc::EOPNOTSUPP | libc::EMSGSIZE)
+    )
 }
 
 /// A control-message buffer aligned for `cmsghdr`, large enough for one int-sized message.
@@ -349,9 +423,21 @@ fn set_int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_
     Ok(())
 }
 
+fn get_int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<usize> {
+    let mut v: libc::c_int = 0;
+    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `v`.
+    let rc = unsafe { libc::getsockopt(fd, level, name, (&mut v as *mut libc::c_int).cast(), &mut len) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(v).unwrap_or(0))
+}
+
 /// Reusable buffers for [`TunnelSocket::recv_batch`].
 pub struct RecvBatch {
     bufs: Vec<Box<[u8]>>,
+    cmsgs: Vec<CmsgBuf>,
     addrs: Vec<libc::sockaddr_in>,
     iovs: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
@@ -379,6 +465,7 @@ impl RecvBatch {
             bufs: (0..count)
                 .map(|_| vec![0u8; buf_len].into_boxed_slice())
                 .collect(),
+            cmsgs: (0..count).map(|_| CmsgBuf::new()).collect(),
             // SAFETY: sockaddr_in and mmsghdr are plain old data; zero is a valid value.
             addrs: vec![unsafe { mem::zeroed() }; count],
             iovs: Vec::with_capacity(count),
@@ -408,6 +495,8 @@ impl RecvBatch {
             mh.msg_namelen = mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
             mh.msg_iov = &mut self.iovs[i];
             mh.msg_iovlen = 1;
+            mh.msg_control = self.cmsgs[i].0.as_mut_ptr().cast();
+            mh.msg_controllen = self.cmsgs[i].0.len() as _;
             self.hdrs.push(libc::mmsghdr {
                 msg_hdr: mh,
                 msg_len: 0,
@@ -435,6 +524,30 @@ impl RecvBatch {
         Some((&self.bufs[i][..len], from, truncated))
     }
 
+    /// The size of each datagram in slot `i` when it holds a coalesced run (`UDP_GRO`): the
+    /// payload is then back-to-back datagrams of this size, the last one possibly shorter.
+    /// `None` for a single datagram.
+    pub fn segment_size(&self, i: usize) -> Option<usize> {
+        if i >= self.filled {
+            return None;
+        }
+        let mh = &self.hdrs[i].msg_hdr;
+        let mut size = None;
+        // SAFETY: the kernel filled this slot's control buffer and set `msg_controllen`;
+        // the CMSG macros walk it within those bounds, and UDP_GRO carries one c_int.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(mh);
+            while !cmsg.is_null() {
+                if (*cmsg).cmsg_level == libc::SOL_UDP && (*cmsg).cmsg_type == libc::UDP_GRO {
+                    let v = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
+                    size = usize::try_from(v).ok().filter(|&v| v > 0);
+                }
+                cmsg = libc::CMSG_NXTHDR(mh, cmsg);
+            }
+        }
+        size
+    }
+
     /// How many datagrams the last receive filled.
     pub fn len(&self) -> usize {
         self.filled
@@ -449,15 +562,6 @@ impl RecvBatch {
 mod tests {
     use super::*;
     use crate::sys::testns::in_netns;
-
-    fn get_int_opt(fd: RawFd, level: libc::c_int, name: libc::c_int) -> libc::c_int {
-        let mut v: libc::c_int = -1;
-        let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: getsockopt writes at most `len` bytes into `v`.
-        let rc = unsafe { libc::getsockopt(fd, level, name, (&mut v as *mut libc::c_int).cast(), &mut len) };
-        assert_eq!(rc, 0, "getsockopt: {}", io::Error::last_os_error());
-        v
-    }
 
     fn loopback_pair() -> (TunnelSocket, TunnelSocket) {
         let a = TunnelSocket::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).expect("bind a");
@@ -497,7 +601,14 @@ mod tests {
             let (tx, rx) = loopback_pair();
             let to = rx.local_addr().expect("addr");
             let payloads: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 100 + usize::from(i)]).collect();
-            let msgs: Vec<(SocketAddrV4, &[u8])> = payloads.iter().map(|p| (to, p.as_slice())).collect();
+            let slices: Vec<io::IoSlice<'_>> = payloads.iter().map(|p| io::IoSlice::new(p)).collect();
+            let msgs: Vec<Message<'_>> = (0..5)
+                .map(|i| Message {
+                    to,
+                    payloads: &slices[i..i + 1],
+                    segment: None,
+                })
+                .collect();
             assert_eq!(tx.send_batch(&msgs).expect("sendmmsg"), 5);
             tx.send_to(&[7u8; 3000], to).expect("send big");
             rx.set_nonblocking(true).expect("nonblocking");
@@ -519,6 +630,55 @@ mod tests {
                 0,
                 "nothing queued: 0, not an error"
             );
+        });
+    }
+
+    /// A GSO send arrives as separate datagrams at a plain socket, and as one coalesced run
+    /// with its segment size at a socket with `UDP_GRO` (loopback keeps GSO packets whole).
+    #[test]
+    fn gso_sends_split_or_coalesce_at_the_receiver() {
+        in_netns(|| {
+            let (tx, plain) = loopback_pair();
+            assert!(tx.gso_supported());
+            let gro = TunnelSocket::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).expect("bind");
+            gro.enable_gro().expect("UDP_GRO");
+            let payloads: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i; if i == 5 { 40 } else { 100 }]).collect();
+            let slices: Vec<io::IoSlice<'_>> = payloads.iter().map(|p| io::IoSlice::new(p)).collect();
+            let msgs = [plain.local_addr().expect("a"), gro.local_addr().expect("a")].map(|to| Message {
+                to,
+                payloads: &slices,
+                segment: Some(100),
+            });
+            assert_eq!(tx.send_batch(&msgs).expect("gso sendmmsg"), 2);
+
+            let mut batch = RecvBatch::new(8, 2048);
+            plain.set_nonblocking(true).expect("nonblocking");
+            assert_eq!(plain.recv_batch(&mut batch).expect("recv"), 6);
+            for (i, p) in payloads.iter().enumerate() {
+                assert_eq!(batch.get(i).expect("datagram").0, p.as_slice());
+                assert_eq!(batch.segment_size(i), None);
+            }
+
+            gro.set_nonblocking(true).expect("nonblocking");
+            assert_eq!(gro.recv_batch(&mut batch).expect("recv"), 1);
+            assert_eq!(batch.get(0).expect("run").0, payloads.concat().as_slice());
+            assert_eq!(batch.segment_size(0), Some(100));
+
+            // A segment size the route cannot carry is refused, and recognised as such.
+            crate::sys::netlink::Netlink::open()
+                .expect("netlink")
+                .set_link_up(1, Some(1000))
+                .expect("loopback MTU 1000");
+            let big = [vec![1u8; 1200], vec![2u8; 1200]];
+            let big_slices = big.each_ref().map(|p| io::IoSlice::new(p));
+            let err = tx
+                .send_batch(&[Message {
+                    to: plain.local_addr().expect("a"),
+                    payloads: &big_slices,
+                    segment: Some(1200),
+                }])
+                .expect_err("segment beyond the MTU");
+            assert!(is_gso_refusal(&err), "{err}");
         });
     }
 
@@ -549,10 +709,23 @@ mod tests {
                 assert_eq!(port % 2, 0, "port {port}");
                 assert_ne!(port, 0);
                 assert_eq!(
-                    get_int_opt(s.as_raw_fd(), libc::IPPROTO_IP, libc::IP_MTU_DISCOVER),
-                    libc::IP_PMTUDISC_DONT
+                    get_int_opt(s.as_raw_fd(), libc::IPPROTO_IP, libc::IP_MTU_DISCOVER).expect("getsockopt"),
+                    libc::IP_PMTUDISC_DONT as usize
                 );
             }
+        });
+    }
+
+    #[test]
+    fn buffer_sizes_go_past_the_default() {
+        in_netns(|| {
+            let (s, _) = loopback_pair();
+            let fd = s.as_raw_fd();
+            let before = get_int_opt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF).expect("rcvbuf");
+            let (rcv, snd) = s.set_buffer_sizes(4 << 20).expect("set");
+            // As root the forced size applies (doubled by the kernel for its bookkeeping).
+            assert!(rcv >= 4 << 20 && rcv > before, "rcvbuf {before} -> {rcv}");
+            assert!(snd >= 4 << 20, "sndbuf {snd}");
         });
     }
 
