@@ -1,18 +1,116 @@
 //! Run records and garbage collection of dead runs.
 //!
-//! Every lab run writes `/run/bedlab/<run-id>/run.json` before it creates anything, and
+//! Every lab run writes `<state root>/<run-id>/run.json` before it creates anything, and
 //! adds each namespace's inode to it before any process is started there. If bedlab is
 //! killed, its namespaces die with their last process; `gc` (run by `bedlab gc` and at every
 //! start) finds records whose owner is gone, kills the processes still inside those
 //! namespaces (and only those), and removes the record. Nothing else on the machine is
 //! touched.
+//!
+//! The state root is `/run/bedlab` for root and a directory of the user's own otherwise
+//! (`$XDG_RUNTIME_DIR/bedlab`, else `/tmp/bedlab-<uid>`), see [`default_state_root`]. A run
+//! belongs to whoever owns its record file: [`list`], and so `gc`, `ps`, `exec` and `down`,
+//! see only the caller's own runs, whatever directory they are pointed at.
 
 use serde::{Deserialize, Serialize};
 use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-/// Where run records live (tmpfs: gone after a reboot, as are the namespaces).
+/// Where root's run records live (tmpfs: gone after a reboot, as are the namespaces).
 pub const STATE_ROOT: &str = "/run/bedlab";
+
+/// Where this user's run records live: [`STATE_ROOT`] for root, otherwise
+/// `$XDG_RUNTIME_DIR/bedlab` (a per-user tmpfs that only the user can enter) when the
+/// variable names an absolute directory, else `/tmp/bedlab-<uid>`. Resolved before bedlab
+/// enters a user namespace (inside one, every user is uid 0).
+pub fn default_state_root() -> PathBuf {
+    let uid = crate::userns::euid();
+    if uid == 0 {
+        return PathBuf::from(STATE_ROOT);
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
+        Some(dir) if dir.is_absolute() && dir.is_dir() => dir.join("bedlab"),
+        _ => PathBuf::from(format!("/tmp/bedlab-{uid}")),
+    }
+}
+
+/// Why a state root cannot hold this user's run records.
+#[derive(Debug, thiserror::Error)]
+pub enum StateRootError {
+    #[error("cannot create the run-record directory {path}: {source}")]
+    Create { path: PathBuf, source: io::Error },
+    #[error("cannot read the run-record directory {path}: {source}")]
+    Inspect { path: PathBuf, source: io::Error },
+    #[error("{path} is not a directory of its own (a symbolic link or a file): remove it or choose another place for run records")]
+    NotADirectory { path: PathBuf },
+    #[error("{path} belongs to uid {owner}, not to uid {me}: someone else made it, so bedlab will not keep run records there (remove it)")]
+    WrongOwner { path: PathBuf, owner: u32, me: u32 },
+    #[error("{path} is writable by other users (mode {mode:04o}): make it 0700 (chmod 0700 {path})")]
+    Writable { path: PathBuf, mode: u32 },
+}
+
+/// Creates `root` if it does not exist (0700 for a normal user) and checks that it is a
+/// real directory owned by this user and writable by nobody else, so that nobody can plant
+/// or remove this user's run records.
+pub fn ensure_state_root(root: &Path) -> Result<(), StateRootError> {
+    if std::fs::symlink_metadata(root).is_err() {
+        if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| StateRootError::Create {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        // Root's records may be read by anyone (as before); a user's only by the user.
+        let mode = if crate::userns::euid() == 0 && crate::userns::in_initial() {
+            0o755
+        } else {
+            0o700
+        };
+        match std::fs::DirBuilder::new().mode(mode).create(root) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                return Err(StateRootError::Create {
+                    path: root.to_path_buf(),
+                    source: e,
+                })
+            }
+            _ => {}
+        }
+    }
+    check_state_root(root).map(|_| ())
+}
+
+/// Checks an existing state root as [`ensure_state_root`] does; `Ok(false)` when it does
+/// not exist (then there are no runs to see).
+pub fn check_state_root(root: &Path) -> Result<bool, StateRootError> {
+    let meta = match std::fs::symlink_metadata(root) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(source) => {
+            return Err(StateRootError::Inspect {
+                path: root.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let path = root.to_path_buf();
+    if !meta.is_dir() {
+        return Err(StateRootError::NotADirectory { path });
+    }
+    let me = crate::userns::euid();
+    if meta.uid() != me {
+        return Err(StateRootError::WrongOwner {
+            path,
+            owner: meta.uid(),
+            me,
+        });
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(StateRootError::Writable { path, mode });
+    }
+    Ok(true)
+}
 
 /// A namespace that belongs to a run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +132,11 @@ pub struct RunRecord {
     pub topology: String,
     pub artifacts: PathBuf,
     pub namespaces: Vec<NsRecord>,
+    /// The inode of the user namespace the owner built the lab in, when that is not the
+    /// initial one (a normal user's lab): `bedlab exec` joins it before a node's network
+    /// namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userns: Option<u64>,
 }
 
 impl RunRecord {
@@ -47,6 +150,11 @@ impl RunRecord {
             topology: topology.to_string(),
             artifacts: artifacts.to_path_buf(),
             namespaces: Vec::new(),
+            userns: if crate::userns::in_initial() {
+                None
+            } else {
+                Some(crate::userns::current_inode()?)
+            },
         })
     }
 
@@ -84,15 +192,18 @@ impl RunRecord {
     }
 }
 
-/// Every run record under `root` (unreadable ones are returned as errors with their path).
+/// Every run record under `root` that belongs to this user, i.e. whose `run.json` this
+/// user owns (unreadable ones are returned as errors with their path). Records of other
+/// users are not listed: they are not this user's to drive or to reap.
 pub fn list(root: &Path) -> Vec<(PathBuf, io::Result<RunRecord>)> {
     let Ok(entries) = std::fs::read_dir(root) else {
         return Vec::new();
     };
+    let me = crate::userns::euid();
     let mut out: Vec<_> = entries
         .flatten()
         .map(|e| e.path().join("run.json"))
-        .filter(|p| p.exists())
+        .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file() && m.uid() == me))
         .map(|p| {
             let r = RunRecord::load(&p);
             (p, r)
