@@ -304,11 +304,30 @@ fn install_stop_handlers() {
 /// What a lab-building command does first: the run-record directory, then the machine
 /// check and, for a normal user, the user namespace (while the process has one thread).
 fn prepare(needs: bedlab::preflight::Needs, state_root: &Path) -> Result<()> {
+    let problems: Vec<String> = bedlab::preflight::check(needs).into_iter().map(|p| p.0).collect();
+    if !problems.is_empty() {
+        return Err(InputError(LabError::Preflight(problems).to_string()).into());
+    }
     runs::ensure_state_root(state_root).map_err(|e| InputError(e.to_string()))?;
+    reap_before_entering(state_root);
     match bedlab::lab::prepare(needs) {
         Ok(_) => Ok(()),
         Err(LabError::Preflight(p)) => Err(InputError(LabError::Preflight(p).to_string()).into()),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Reaps what dead runs left, from where this process can still see their processes: a
+/// normal user's dead labs live in user namespaces that only the initial one may inspect
+/// (see `runs::can_reap`). `Lab::build` collects again, for what it can reach.
+fn reap_before_entering(state_root: &Path) {
+    let reaped = runs::gc(state_root);
+    if !reaped.runs_reaped.is_empty() {
+        tracing::info!(
+            "reaped dead runs {:?} ({} processes)",
+            reaped.runs_reaped,
+            reaped.processes_killed.len()
+        );
     }
 }
 
@@ -624,8 +643,14 @@ fn validate(args: ValidateArgs) -> Result<()> {
 fn nat_probe(args: NatProbeArgs, state_root: &Path) -> Result<ExitCode> {
     let topology = Topology::from_file(&args.topology)?;
     // Exit 1 for everything that stops the probe, as documented (no InputError here).
+    let needs = bedlab::lab::needs_of(&topology);
+    let problems: Vec<String> = bedlab::preflight::check(needs).into_iter().map(|p| p.0).collect();
+    if !problems.is_empty() {
+        return Err(LabError::Preflight(problems).into());
+    }
     runs::ensure_state_root(state_root)?;
-    bedlab::lab::prepare(bedlab::lab::needs_of(&topology))?;
+    reap_before_entering(state_root);
+    bedlab::lab::prepare(needs)?;
     let agent = std::env::current_exe().context("locating the bedlab binary for the probe agents")?;
     let lab = LabOptions {
         out_dir: args.out,

@@ -219,6 +219,23 @@ pub struct GcReport {
     pub runs_reaped: Vec<String>,
     pub processes_killed: Vec<u32>,
     pub live_runs: Vec<String>,
+    /// Dead runs this process cannot inspect (see [`can_reap`]): left for a `gc` that can.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub left_for_later: Vec<String>,
+}
+
+/// Whether this process can see every process of a dead run, so that reaping it (killing
+/// what is left, then forgetting the record) loses nothing. From the initial user
+/// namespace it can: root sees everything, and a user owns the user namespaces its labs
+/// were built in. From inside another user namespace (a normal user's `bedlab up`, once it
+/// has entered its own) the kernel hides the namespaces of processes in a sibling user
+/// namespace, so such a run is left for a `gc` from outside; `bedlab` runs that one before
+/// it enters its user namespace.
+pub fn can_reap(record: &RunRecord) -> bool {
+    crate::userns::in_initial()
+        || record
+            .userns
+            .is_some_and(|ino| crate::userns::current_inode().ok() == Some(ino))
 }
 
 /// Reaps every run under `root` whose owner is gone.
@@ -234,6 +251,10 @@ pub fn gc(root: &Path) -> GcReport {
         };
         if record.owner_alive() {
             report.live_runs.push(record.run_id);
+            continue;
+        }
+        if !can_reap(&record) {
+            report.left_for_later.push(record.run_id);
             continue;
         }
         let inodes: Vec<u64> = record.namespaces.iter().map(|n| n.inode).collect();
@@ -348,6 +369,102 @@ mod tests {
         assert_eq!(report.live_runs, vec!["live".to_string()]);
         assert!(!root.path().join("dead").exists());
         assert!(root.path().join("live").exists());
+    }
+
+    #[test]
+    fn state_roots_are_created_private_and_refused_when_someone_else_could_write_them() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("a/state");
+        ensure_state_root(&root).unwrap();
+        let meta = std::fs::metadata(&root).unwrap();
+        assert!(meta.is_dir());
+        assert_eq!(meta.uid(), crate::userns::euid());
+        let mode = meta.permissions().mode() & 0o777;
+        if crate::userns::euid() == 0 && crate::userns::in_initial() {
+            assert_eq!(mode, 0o755, "root's records stay readable as before");
+        } else {
+            assert_eq!(mode, 0o700, "a user's records are the user's alone");
+        }
+        ensure_state_root(&root).unwrap();
+        assert!(check_state_root(&dir.path().join("absent")).is_ok_and(|exists| !exists));
+
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = ensure_state_root(&root).unwrap_err();
+        assert!(matches!(e, StateRootError::Writable { mode: 0o777, .. }), "{e}");
+        assert!(e.to_string().contains("chmod 0700"), "{e}");
+
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&root, &link).unwrap();
+        let e = ensure_state_root(&link).unwrap_err();
+        assert!(matches!(e, StateRootError::NotADirectory { .. }), "{e}");
+        let file = dir.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        assert!(matches!(
+            check_state_root(&file),
+            Err(StateRootError::NotADirectory { .. })
+        ));
+
+        if crate::userns::euid() == 0 {
+            // A directory made by someone else (a squatter in /tmp) is refused.
+            let theirs = dir.path().join("theirs");
+            std::fs::create_dir(&theirs).unwrap();
+            std::os::unix::fs::chown(&theirs, Some(4_242_424), Some(4_242_424)).unwrap();
+            let e = ensure_state_root(&theirs).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    StateRootError::WrongOwner {
+                        owner: 4_242_424,
+                        me: 0,
+                        ..
+                    }
+                ),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_users_records_are_neither_listed_nor_reaped() {
+        if crate::userns::euid() != 0 {
+            eprintln!("skipped: handing a record to another uid needs root");
+            return;
+        }
+        let root = tempfile::tempdir().unwrap();
+        let mut theirs = RunRecord::for_this_process("theirs", "t", Path::new("/tmp")).unwrap();
+        theirs.pid_start += 1; // dead: a gc of the owner would reap it
+        theirs.save(root.path()).unwrap();
+        let mine = RunRecord {
+            run_id: "mine".into(),
+            ..theirs.clone()
+        };
+        mine.save(root.path()).unwrap();
+        let file = root.path().join("theirs/run.json");
+        std::os::unix::fs::chown(&file, Some(4_242_424), Some(4_242_424)).unwrap();
+        let listed: Vec<String> = list(root.path())
+            .into_iter()
+            .filter_map(|(_, r)| r.ok())
+            .map(|r| r.run_id)
+            .collect();
+        assert_eq!(listed, vec!["mine".to_string()]);
+        let report = gc(root.path());
+        assert_eq!(report.runs_reaped, vec!["mine".to_string()]);
+        assert!(file.exists(), "another user's record is left alone");
+    }
+
+    #[test]
+    fn records_of_the_initial_namespace_name_no_user_namespace() {
+        let r = RunRecord::for_this_process("r", "t", Path::new("/tmp")).unwrap();
+        assert_eq!(r.userns.is_some(), !crate::userns::in_initial());
+        // Records written before user namespaces were recorded still load.
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(!json.contains("userns") || r.userns.is_some());
+        let old: RunRecord = serde_json::from_str(
+            r#"{"run_id":"x","pid":1,"pid_start":2,"topology":"t","artifacts":"/a","namespaces":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(old.userns, None);
     }
 
     #[test]
