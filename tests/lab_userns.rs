@@ -116,6 +116,8 @@ struct User {
     uid: u32,
     home: tempfile::TempDir,
     tun: PathBuf,
+    /// Files covered with `/dev/null` in the user's mount namespace (a program "missing").
+    hidden: Vec<PathBuf>,
 }
 
 impl User {
@@ -137,7 +139,12 @@ impl User {
         if tun_usable {
             std::os::unix::fs::chown(&tun, Some(uid), Some(uid)).expect("chown tun");
         }
-        User { uid, home, tun }
+        User {
+            uid,
+            home,
+            tun,
+            hidden: Vec::new(),
+        }
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -162,6 +169,12 @@ impl User {
         let tun = CString::new(self.tun.as_os_str().as_bytes()).expect("path");
         let dev = CString::new("/dev/net/tun").expect("path");
         let slash = CString::new("/").expect("path");
+        let null = CString::new("/dev/null").expect("path");
+        let hidden: Vec<CString> = self
+            .hidden
+            .iter()
+            .map(|p| CString::new(p.as_os_str().as_bytes()).expect("path"))
+            .collect();
         // SAFETY: only async-signal-safe system calls run between fork and exec, on strings
         // made before the fork.
         unsafe {
@@ -188,6 +201,15 @@ impl User {
                     libc::MS_BIND,
                     std::ptr::null(),
                 ))?;
+                for h in &hidden {
+                    check(libc::mount(
+                        null.as_ptr(),
+                        h.as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_BIND,
+                        std::ptr::null(),
+                    ))?;
+                }
                 check(libc::setgroups(0, std::ptr::null()))?;
                 check(libc::setgid(uid))?;
                 check(libc::setuid(uid))?;
@@ -780,6 +802,39 @@ fn preflight_refuses_an_inaccessible_tun_and_a_squatted_state_dir() {
     assert!(!problems[0].contains(". "), "one sentence: {err}");
     assert!(!state.exists(), "no run-record directory");
     assert!(!out.exists(), "no artifacts");
+
+    // Everything wrong at once: with nft gone too, a topology with a Linux NAT gets both
+    // sentences.
+    let mut user = user;
+    user.hidden = [
+        "/usr/sbin/nft",
+        "/usr/bin/nft",
+        "/sbin/nft",
+        "/usr/local/sbin/nft",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .filter(|p| p.is_file())
+    .collect();
+    assert!(!user.hidden.is_empty(), "nft is installed (the Makefile's deps)");
+    let mixed = user.path("mixed.toml");
+    std::fs::write(&mixed, MIXED).unwrap();
+    let o = user.run(&[
+        "--state-root",
+        state.to_str().expect("utf-8"),
+        "up",
+        mixed.to_str().expect("utf-8"),
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = stderr(&o);
+    let problems: Vec<&str> = err.lines().filter(|l| l.trim_start().starts_with("- ")).collect();
+    assert_eq!(problems.len(), 2, "{err}");
+    assert!(problems[0].contains("/dev/net/tun is not accessible"), "{err}");
+    assert!(problems[1].contains("nft is not installed"), "{err}");
+    assert!(!state.exists() && !out.exists(), "nothing created");
+    user.hidden.clear();
 
     // The same refusal for `bedlab run`, before any cell starts.
     let o = user
