@@ -321,19 +321,37 @@ fn holders(kind: &str, inodes: &BTreeSet<u64>) -> Vec<u32> {
     out
 }
 
-/// Waits until no process holds the run's network namespaces or its user namespace.
-fn assert_nothing_left(record: &RunRecord, what: &str) {
+/// Waits until no process of `uid` (everything a user's run starts is the user's) holds the
+/// run's network namespaces or its user namespace, apart from the processes `except` (a
+/// later run). The kernel reuses a freed namespace's inode number at once, so a later lab,
+/// the user's or anyone's on this machine, may well hold namespaces with the same numbers.
+fn assert_nothing_left(record: &RunRecord, uid: u32, except: &[u32], what: &str) {
     let net: BTreeSet<u64> = record.namespaces.iter().map(|n| n.inode).collect();
     let user: BTreeSet<u64> = record.userns.into_iter().collect();
-    let gone = wait_until(Duration::from_secs(15), || {
-        holders("net", &net).is_empty() && holders("user", &user).is_empty()
-    });
-    let left: Vec<String> = holders("net", &net)
+    let left = || -> Vec<u32> {
+        holders("net", &net)
+            .into_iter()
+            .chain(holders("user", &user))
+            .filter(|p| !except.contains(p) && uids_of(*p).first() == Some(&uid))
+            .collect()
+    };
+    let gone = wait_until(Duration::from_secs(15), || left().is_empty());
+    let left: Vec<String> = left()
         .into_iter()
-        .chain(holders("user", &user))
         .map(|p| format!("{p} {}", cmdline(p)))
         .collect();
     assert!(gone, "{what}: the run's namespaces are still held by {left:?}");
+}
+
+/// Whether `pid` is blocked waiting for a child (a `bedlab exec` past its start-up checks).
+fn waiting_for_child(pid: u32) -> bool {
+    let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+    let syscall = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
+    wchan == "do_wait"
+        || syscall
+            .split_whitespace()
+            .next()
+            .is_some_and(|n| n == libc::SYS_wait4.to_string() || n == libc::SYS_waitid.to_string())
 }
 
 /// The one record in a user's state root, read directly (as root, `runs::list` would not
@@ -565,7 +583,7 @@ fn a_normal_user_builds_drives_and_tears_down_a_lab() {
     assert!(status.success(), "bedlab up exits cleanly: {status}");
     let _ = children[1].wait();
     assert!(!record_file.exists(), "the record is gone");
-    assert_nothing_left(&record, "after down");
+    assert_nothing_left(&record, user.uid, &[], "after down");
     let capture = user.path("out").join(&run_id).join("capture.pcapng");
     let meta = std::fs::metadata(&capture).expect("the capture is kept");
     assert_eq!(meta.uid(), user.uid, "artifacts belong to the user");
@@ -646,6 +664,7 @@ fn a_killed_user_lab_is_reaped_and_root_runs_are_out_of_reach() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let exec_pid = sleeper.id();
     cleanup.children.push(sleeper);
     let peer_a = BTreeSet::from([record
         .namespaces
@@ -653,7 +672,11 @@ fn a_killed_user_lab_is_reaped_and_root_runs_are_out_of_reach() {
         .find(|n| n.node == "peer-a")
         .expect("peer-a")
         .inode]);
-    assert!(wait_until(Duration::from_secs(10), || !pids_in(&peer_a).is_empty()));
+    // Once `bedlab exec` waits for its command, it no longer checks on the lab: the sleep
+    // then outlives a killed lab (as a command started by hand would).
+    assert!(wait_until(Duration::from_secs(10), || {
+        !pids_in(&peer_a).is_empty() && waiting_for_child(exec_pid)
+    }));
     // SAFETY: kill has no memory-safety preconditions; first_pid is our child.
     unsafe { libc::kill(first_pid as i32, libc::SIGKILL) };
     let _ = cleanup.children[0].wait();
@@ -670,7 +693,7 @@ fn a_killed_user_lab_is_reaped_and_root_runs_are_out_of_reach() {
         wait_until(Duration::from_secs(10), || pids_in(&peer_a).is_empty()),
         "the next start killed what the dead run left"
     );
-    assert_nothing_left(&record, "after the next start");
+    assert_nothing_left(&record, user.uid, &[second_pid], "after the next start");
     let now = only_record(&state);
     assert_eq!(now.pid, second_pid, "only the new run is recorded");
     cleanup.inodes.extend(now.namespaces.iter().map(|n| n.inode));
@@ -682,6 +705,7 @@ fn a_killed_user_lab_is_reaped_and_root_runs_are_out_of_reach() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let exec_pid = sleeper.id();
     cleanup.children.push(sleeper);
     let peer_b = BTreeSet::from([now
         .namespaces
@@ -689,7 +713,9 @@ fn a_killed_user_lab_is_reaped_and_root_runs_are_out_of_reach() {
         .find(|n| n.node == "peer-b")
         .expect("peer-b")
         .inode]);
-    assert!(wait_until(Duration::from_secs(10), || !pids_in(&peer_b).is_empty()));
+    assert!(wait_until(Duration::from_secs(10), || {
+        !pids_in(&peer_b).is_empty() && waiting_for_child(exec_pid)
+    }));
     // SAFETY: as above.
     unsafe { libc::kill(second_pid as i32, libc::SIGKILL) };
     let _ = cleanup.children[2].wait();
@@ -702,7 +728,7 @@ fn a_killed_user_lab_is_reaped_and_root_runs_are_out_of_reach() {
             .is_some_and(|k| !k.is_empty()),
         "{report}"
     );
-    assert_nothing_left(&now, "after gc");
+    assert_nothing_left(&now, user.uid, &[], "after gc");
     assert!(
         std::fs::read_dir(&state).unwrap().next().is_none(),
         "no records left"
@@ -892,4 +918,117 @@ fn preflight_refuses_an_inaccessible_tun_and_a_squatted_state_dir() {
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(stdout(&o).trim(), "no labs");
+}
+
+/// Pids of every live (non-zombie) process of `uid`: with a uid only this test uses, a
+/// dead lab has left nothing exactly when there are none (namespaces without processes,
+/// descriptors or mounts are freed by the kernel, TUN devices and rules with them).
+fn processes_of(uid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|p| p.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| uids_of(pid).first() == Some(&uid) && !is_zombie(pid))
+        .collect()
+}
+
+/// `bedlab up` of a 51-namespace lab killed during its bring-up, while it runs, and while it
+/// tears down: after the user's `bedlab gc`, not one process of the user is left (so
+/// neither are its namespaces), and the record is gone.
+#[test]
+fn a_user_lab_killed_at_any_phase_leaves_nothing() {
+    require_userns!();
+    let user = User::new(441_105, true);
+    let state = user.path("state");
+    let state_arg = state.to_str().expect("utf-8").to_string();
+    let topo = topology_file("mesh-50");
+    let records = |state: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(state)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("run.json"))
+            .filter(|p| p.exists())
+            .collect()
+    };
+    for phase in ["bring-up", "running", "teardown"] {
+        let mut cleanup = Cleanup {
+            children: Vec::new(),
+            inodes: BTreeSet::new(),
+        };
+        let log = user.path(&format!("{phase}.stdout"));
+        let err = user.path(&format!("{phase}.stderr"));
+        let out = user.path("out");
+        let child = user
+            .bedlab(&[
+                "--state-root",
+                &state_arg,
+                "up",
+                topo.to_str().expect("utf-8"),
+                "--json",
+                "--no-capture",
+                "--out",
+                out.to_str().expect("utf-8"),
+            ])
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        cleanup.children.push(child);
+        let described = || std::fs::read_to_string(&log).is_ok_and(|s| s.ends_with('\n'));
+        match phase {
+            // The record is written before the first namespace is made.
+            "bring-up" => assert!(wait_until(Duration::from_secs(30), || !records(&state).is_empty())),
+            "running" => {
+                assert!(wait_until(Duration::from_secs(60), described), "{phase}: up");
+                let sleeper = user
+                    .bedlab(&[
+                        "--state-root",
+                        &state_arg,
+                        "exec",
+                        "peer-01",
+                        "--",
+                        "sleep",
+                        "300",
+                    ])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap();
+                cleanup.children.push(sleeper);
+                assert!(wait_until(Duration::from_secs(10), || {
+                    processes_of(user.uid).iter().any(|p| cmdline(*p) == "sleep 300")
+                }));
+            }
+            _ => {
+                assert!(wait_until(Duration::from_secs(60), described), "{phase}: up");
+                // SAFETY: kill has no memory-safety preconditions; pid is our child.
+                unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+                assert!(wait_until(Duration::from_secs(10), || {
+                    std::fs::read_to_string(&err).is_ok_and(|s| s.contains("tearing down"))
+                }));
+            }
+        }
+        if let Some(r) = records(&state).first().and_then(|p| RunRecord::load(p).ok()) {
+            cleanup.inodes.extend(r.namespaces.iter().map(|n| n.inode));
+        }
+        // SAFETY: as above.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        let _ = cleanup.children[0].wait();
+        let o = user.run(&["--state-root", &state_arg, "gc"]);
+        assert!(o.status.success(), "{phase}: {}", text(&o));
+        for c in cleanup.children.iter_mut().skip(1) {
+            let _ = c.wait();
+        }
+        let gone = wait_until(Duration::from_secs(15), || processes_of(user.uid).is_empty());
+        let left: Vec<String> = processes_of(user.uid)
+            .into_iter()
+            .map(|p| format!("{p} {}", cmdline(p)))
+            .collect();
+        assert!(gone, "{phase}: processes of the user left: {left:?}");
+        assert!(records(&state).is_empty(), "{phase}: the record is gone");
+        eprintln!("{phase}: killed, reaped, nothing left");
+    }
 }
