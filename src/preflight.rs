@@ -51,12 +51,8 @@ pub fn privilege() -> Privilege {
 /// The uid this process has outside every user namespace (what file modes are checked
 /// against): inside a namespace of one mapped uid, the uid it maps to.
 pub fn outside_uid() -> u32 {
-    let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
-    let mut lines = map.lines().map(|l| l.split_whitespace().collect::<Vec<_>>());
-    match (lines.next(), lines.next()) {
-        (Some(f), None) if f.len() == 3 && f[2] == "1" && f[0] == userns::euid().to_string() => {
-            f[1].parse().unwrap_or_else(|_| userns::euid())
-        }
+    match userns::mapped_from() {
+        Some(uid) if userns::euid() == 0 => uid,
         _ => userns::euid(),
     }
 }

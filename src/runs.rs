@@ -22,10 +22,13 @@ pub const STATE_ROOT: &str = "/run/bedlab";
 
 /// Where this user's run records live: [`STATE_ROOT`] for root, otherwise
 /// `$XDG_RUNTIME_DIR/bedlab` (a per-user tmpfs that only the user can enter) when the
-/// variable names an absolute directory, else `/tmp/bedlab-<uid>`. Resolved before bedlab
-/// enters a user namespace (inside one, every user is uid 0).
+/// variable names an absolute directory, else `/tmp/bedlab-<uid>`. Inside a lab's user
+/// namespace (`bedlab shell`), where the user is uid 0, it is still the user's place.
 pub fn default_state_root() -> PathBuf {
-    let uid = crate::userns::euid();
+    let uid = match crate::userns::euid() {
+        0 => crate::userns::mapped_from().unwrap_or(0),
+        uid => uid,
+    };
     if uid == 0 {
         return PathBuf::from(STATE_ROOT);
     }

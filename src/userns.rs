@@ -33,6 +33,25 @@ fn is_identity_map(map: &str) -> bool {
     lines.len() == 1 && lines[0] == ["0", "0", "4294967295"]
 }
 
+/// The uid outside that this process's uid 0 stands for, in a user namespace that maps one
+/// uid (`0 <uid> 1`, as [`enter`] writes it); `None` elsewhere (the initial namespace, or a
+/// container's namespace mapping a range).
+pub fn mapped_from() -> Option<u32> {
+    std::fs::read_to_string("/proc/self/uid_map")
+        .ok()
+        .and_then(|m| single_map(&m))
+}
+
+/// The outside uid of a one-line, one-uid map of uid 0.
+fn single_map(map: &str) -> Option<u32> {
+    let mut lines = map.lines().filter(|l| !l.trim().is_empty());
+    let fields: Vec<&str> = lines.next()?.split_whitespace().collect();
+    if lines.next().is_some() || fields.len() != 3 || fields[0] != "0" || fields[2] != "1" {
+        return None;
+    }
+    fields[1].parse().ok()
+}
+
 /// The inode of this process's user namespace (its identity).
 pub fn current_inode() -> io::Result<u64> {
     Ok(std::fs::metadata("/proc/self/ns/user")?.ino())
@@ -187,6 +206,10 @@ mod tests {
         assert!(!is_identity_map("         0       1000          1\n"));
         assert!(!is_identity_map("0 0 4294967295\n1 1 1\n"));
         assert!(!is_identity_map(""));
+        assert_eq!(single_map("         0       1000          1\n"), Some(1000));
+        assert_eq!(single_map("         0          0 4294967295\n"), None);
+        assert_eq!(single_map("0 100000 65536\n"), None);
+        assert_eq!(single_map("0 1000 1\n1 2000 1\n"), None);
     }
 
     #[test]

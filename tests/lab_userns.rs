@@ -546,7 +546,15 @@ fn a_normal_user_builds_drives_and_tears_down_a_lab() {
         use std::io::Write;
         let mut stdin = child.stdin.take().expect("stdin");
         stdin
-            .write_all(b"echo node=$BEDLAB_NODE; ip -4 -o addr show eth0; exit 4\n")
+            .write_all(
+                format!(
+                    "echo node=$BEDLAB_NODE; ip -4 -o addr show eth0\n\
+                     {BIN} ps\n\
+                     {BIN} exec peer-a -- ping -n -c 1 -W 2 10.0.1.1\n\
+                     exit 4\n"
+                )
+                .as_bytes(),
+            )
             .expect("write to the shell");
     }
     let o = child.wait_with_output().expect("shell output");
@@ -556,6 +564,14 @@ fn a_normal_user_builds_drives_and_tears_down_a_lab() {
         "{}",
         text(&o)
     );
+    // Inside the lab's user namespace (uid 0 there), bedlab still finds the user's runs and
+    // reaches another node without joining the namespace it is already in.
+    assert!(
+        stdout(&o).contains(&format!("{run_id}  userns-mixed")) && stdout(&o).contains("running"),
+        "{}",
+        text(&o)
+    );
+    assert!(stdout(&o).contains("1 received"), "{}", text(&o));
 
     // The user sees the run; root, reading the same directory, does not (it is not root's).
     let o = user.run(&["ps", "--json"]);
