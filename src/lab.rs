@@ -66,7 +66,7 @@ impl<T> Context<T> for io::Result<T> {
 pub struct LabOptions {
     /// Artifacts (capture, logs) go to `<out_dir>/<run-id>/`.
     pub out_dir: PathBuf,
-    /// Where run records live (`/run/bedlab` unless a test isolates itself).
+    /// Where run records live ([`runs::default_state_root`] unless a test isolates itself).
     pub state_root: PathBuf,
     /// Capture every link end and every host interface into `capture.pcapng`.
     pub capture: bool,
@@ -78,7 +78,7 @@ impl Default for LabOptions {
     fn default() -> Self {
         LabOptions {
             out_dir: PathBuf::from("out"),
-            state_root: PathBuf::from(runs::STATE_ROOT),
+            state_root: runs::default_state_root(),
             capture: true,
             run_id: None,
         }
@@ -483,6 +483,40 @@ fn linux_nat_control(ns: &NetNs, ctl: &fabric::NodeControl) -> io::Result<()> {
     }
 }
 
+/// What a topology needs from the machine beyond namespaces and TUN devices.
+pub fn needs_of(topology: &Topology) -> preflight::Needs {
+    let linux_nats = || {
+        topology
+            .routers
+            .iter()
+            .filter_map(|r| r.nat.as_ref())
+            .filter(|n| n.kind.is_linux())
+    };
+    preflight::Needs {
+        nft: linux_nats().next().is_some(),
+        conntrack_timeouts: linux_nats().any(|n| n.knobs.udp_timeout.is_some()),
+    }
+}
+
+/// Makes this process able to build labs: checks the machine (one sentence per missing
+/// prerequisite, nothing created), and for a normal user enters a user namespace of its own
+/// ([`crate::userns::enter`]), in which every lab namespace is then created.
+///
+/// Must run while the process has a single thread (the kernel creates a user namespace
+/// only for such a process), so before a lab, a fabric or a thread pool exists. Root, and
+/// root inside a user namespace already, stay where they are.
+pub fn prepare(needs: preflight::Needs) -> Result<preflight::Privilege, LabError> {
+    let problems: Vec<String> = preflight::check(needs).into_iter().map(|p| p.0).collect();
+    if !problems.is_empty() {
+        return Err(LabError::Preflight(problems));
+    }
+    let privilege = preflight::privilege();
+    if privilege == preflight::Privilege::Unprivileged {
+        crate::userns::enter().map_err(|e| LabError::Preflight(vec![e.to_string()]))?;
+    }
+    Ok(privilege)
+}
+
 impl Lab {
     /// Reads, validates and builds a topology file.
     pub fn from_file(path: &Path, options: LabOptions) -> Result<Lab, LabError> {
@@ -491,18 +525,24 @@ impl Lab {
 
     /// Builds a lab. Nothing is created when the topology is invalid or the machine lacks
     /// something.
+    ///
+    /// Needs root, or root inside a user namespace: a normal user's program calls
+    /// [`prepare`] first (the `bedlab` command does).
     pub fn build(topology: Topology, options: LabOptions) -> Result<Lab, LabError> {
         topology.validate()?;
-        let needs_nft = topology.routers.iter().any(|r| {
-            matches!(
-                r.nat.as_ref().map(|n| &n.kind),
-                Some(NatKind::LinuxMasquerade | NatKind::LinuxMasqueradeRandom)
-            )
-        });
-        let problems = preflight::check(preflight::Needs { nft: needs_nft });
-        if !problems.is_empty() {
-            return Err(LabError::Preflight(problems.into_iter().map(|p| p.0).collect()));
+        let needs = needs_of(&topology);
+        let mut problems: Vec<String> = preflight::check(needs).into_iter().map(|p| p.0).collect();
+        if preflight::privilege() == preflight::Privilege::Unprivileged {
+            problems.push(
+                "this process is neither root nor inside a user namespace of its own: call \
+                 bedlab::lab::prepare before starting threads (the bedlab command does)"
+                    .into(),
+            );
         }
+        if !problems.is_empty() {
+            return Err(LabError::Preflight(problems));
+        }
+        runs::ensure_state_root(&options.state_root).map_err(|e| LabError::Preflight(vec![e.to_string()]))?;
         let reaped = runs::gc(&options.state_root);
         if !reaped.runs_reaped.is_empty() {
             tracing::info!(

@@ -7,6 +7,7 @@
 //! - [`capture`]: pcapng writing (every link end, and the interfaces inside each host) and
 //!   reading.
 //! - [`probe`]: `bedlab nat-probe`, which classifies what a NAT really does (RFC 5780 style).
+//! - [`userns`]: how a normal user builds a lab (inside a user namespace of its own).
 
 pub mod capture;
 pub mod conformance;
@@ -20,3 +21,4 @@ pub mod probe;
 pub mod process;
 pub mod runs;
 pub mod topology;
+pub mod userns;

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 /// userspace fabric (delay, loss, reordering, rate limits, NATs), runs processes inside
 /// them and captures every link into one pcapng per run.
 ///
-/// Typical session (as root):
+/// Typical session (as root, or as a normal user where the kernel allows user namespaces):
 ///   bedlab validate topologies/two-nats.toml     check a topology without building it
 ///   bedlab up topologies/two-nats.toml           build it; stays up until Ctrl-C
 ///   bedlab exec peer-a -- ping -c1 198.51.100.1  run a command inside a node
@@ -31,9 +31,10 @@ use std::time::{Duration, Instant};
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
-    /// Where run records live.
-    #[arg(long, global = true, default_value = runs::STATE_ROOT, hide = true)]
-    state_root: PathBuf,
+    /// Where run records live (default: /run/bedlab for root, else $XDG_RUNTIME_DIR/bedlab
+    /// or /tmp/bedlab-<uid>).
+    #[arg(long, global = true, hide = true)]
+    state_root: Option<PathBuf>,
     /// Log level for stderr (error, warn, info, debug, trace).
     #[arg(long, global = true, default_value = "warn")]
     log: String,
@@ -304,7 +305,40 @@ fn install_stop_handlers() {
     }
 }
 
+/// What a lab-building command does first: the run-record directory, then the machine
+/// check and, for a normal user, the user namespace (while the process has one thread).
+fn prepare(needs: bedlab::preflight::Needs, state_root: &Path) -> Result<()> {
+    let problems: Vec<String> = bedlab::preflight::check(needs).into_iter().map(|p| p.0).collect();
+    if !problems.is_empty() {
+        return Err(InputError(LabError::Preflight(problems).to_string()).into());
+    }
+    runs::ensure_state_root(state_root).map_err(|e| InputError(e.to_string()))?;
+    reap_before_entering(state_root);
+    match bedlab::lab::prepare(needs) {
+        Ok(_) => Ok(()),
+        Err(LabError::Preflight(p)) => Err(InputError(LabError::Preflight(p).to_string()).into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reaps what dead runs left, from where this process can still see their processes: a
+/// normal user's dead labs live in user namespaces that only the initial one may inspect
+/// (see `runs::can_reap`). `Lab::build` collects again, for what it can reach.
+fn reap_before_entering(state_root: &Path) {
+    let reaped = runs::gc(state_root);
+    if !reaped.runs_reaped.is_empty() {
+        tracing::info!(
+            "reaped dead runs {:?} ({} processes)",
+            reaped.runs_reaped,
+            reaped.processes_killed.len()
+        );
+    }
+}
+
 fn up(args: UpArgs, state_root: &Path) -> Result<()> {
+    let topology = Topology::from_file(&args.topology).map_err(|e| InputError(e.to_string()))?;
+    topology.validate().map_err(|e| InputError(e.to_string()))?;
+    prepare(bedlab::lab::needs_of(&topology), state_root)?;
     install_stop_handlers();
     let options = LabOptions {
         out_dir: args.out.clone(),
@@ -312,7 +346,7 @@ fn up(args: UpArgs, state_root: &Path) -> Result<()> {
         capture: !args.no_capture,
         run_id: None,
     };
-    let lab = match Lab::from_file(&args.topology, options) {
+    let lab = match Lab::build(topology, options) {
         Ok(lab) => lab,
         Err(LabError::Topology(e)) => return Err(InputError(e.to_string()).into()),
         Err(LabError::Preflight(p)) => return Err(InputError(LabError::Preflight(p).to_string()).into()),
@@ -408,8 +442,16 @@ fn select_run(state_root: &Path, run: Option<&str>) -> Result<RunRecord> {
     }
 }
 
-/// Opens a node's namespace through the owner's descriptor and checks it is the recorded one.
-fn open_node(record: &RunRecord, node: &str) -> Result<NetNs> {
+/// The namespaces to enter for a node of a running lab.
+struct NodeHandle {
+    net: NetNs,
+    /// The lab's user namespace, when it has one that this process is not in already.
+    user: Option<std::fs::File>,
+}
+
+/// Opens a node's namespace through the owner's descriptor and checks it is the recorded one;
+/// for a lab built in a user namespace, opens that too (`/proc/<owner>/ns/user`).
+fn open_node(record: &RunRecord, node: &str) -> Result<NodeHandle> {
     let ns = record.namespaces.iter().find(|n| n.node == node).ok_or_else(|| {
         let names: Vec<&str> = record.namespaces.iter().map(|n| n.node.as_str()).collect();
         InputError(format!(
@@ -422,7 +464,19 @@ fn open_node(record: &RunRecord, node: &str) -> Result<NetNs> {
     if handle.inode() != ns.inode {
         bail!("the namespace of {node} changed under lab {}", record.run_id);
     }
-    Ok(handle)
+    let user = match record.userns {
+        Some(ino) if bedlab::userns::current_inode().ok() != Some(ino) => {
+            let path = format!("/proc/{}/ns/user", record.pid);
+            let file = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+            use std::os::unix::fs::MetadataExt;
+            if file.metadata()?.ino() != ino {
+                bail!("the user namespace of lab {} changed", record.run_id);
+            }
+            Some(file)
+        }
+        _ => None,
+    };
+    Ok(NodeHandle { net: handle, user })
 }
 
 /// Runs `argv` inside `ns` (a node of the lab `record` describes).
@@ -431,14 +485,25 @@ fn open_node(record: &RunRecord, node: &str) -> Result<NetNs> {
 /// looked for processes in its namespaces) between opening the namespace and entering it,
 /// nobody would ever reap the child, so it is killed here instead. A lab that dies later
 /// finds the child by its namespace, as `gc` does for every process inside.
-fn run_in(ns: NetNs, argv: &[String], node: &str, record: &RunRecord) -> Result<ExitCode> {
+///
+/// A lab built by a normal user lives in that user's user namespace: the child joins it
+/// first (as its owner, it gets every capability there), then the node's network namespace,
+/// which that user namespace owns. The command runs as uid 0 inside, as the user outside.
+fn run_in(ns: NodeHandle, argv: &[String], node: &str, record: &RunRecord) -> Result<ExitCode> {
     let (program, args) = argv.split_first().context("empty command")?;
-    let fd = ns.as_raw_fd();
+    let fd = ns.net.as_raw_fd();
+    let user_fd = ns.user.as_ref().map(|f| f.as_raw_fd());
     let mut cmd = Command::new(program);
     cmd.args(args).env("BEDLAB_NODE", node);
-    // SAFETY: setns is async-signal-safe.
+    // SAFETY: setns is async-signal-safe; the forked child has one thread, as joining a
+    // user namespace requires.
     unsafe {
-        cmd.pre_exec(move || bedlab::netns::setns(fd));
+        cmd.pre_exec(move || {
+            if let Some(u) = user_fd {
+                bedlab::userns::setns_user(u)?;
+            }
+            bedlab::netns::setns(fd)
+        });
     }
     let mut child = cmd
         .spawn()
@@ -529,7 +594,7 @@ fn ps(args: JsonArg, state_root: &Path) -> Result<()> {
     if args.json {
         let v: Vec<_> = all
             .iter()
-            .map(|r| serde_json::json!({"run_id": r.run_id, "pid": r.pid, "topology": r.topology, "alive": r.owner_alive(), "artifacts": r.artifacts, "nodes": r.namespaces.iter().map(|n| &n.node).collect::<Vec<_>>()}))
+            .map(|r| serde_json::json!({"run_id": r.run_id, "pid": r.pid, "topology": r.topology, "alive": r.owner_alive(), "user_namespace": r.userns.is_some(), "artifacts": r.artifacts, "nodes": r.namespaces.iter().map(|n| &n.node).collect::<Vec<_>>()}))
             .collect();
         println!("{}", serde_json::Value::Array(v));
         return Ok(());
@@ -581,6 +646,15 @@ fn validate(args: ValidateArgs) -> Result<()> {
 
 fn nat_probe(args: NatProbeArgs, state_root: &Path) -> Result<ExitCode> {
     let topology = Topology::from_file(&args.topology)?;
+    // Exit 1 for everything that stops the probe, as documented (no InputError here).
+    let needs = bedlab::lab::needs_of(&topology);
+    let problems: Vec<String> = bedlab::preflight::check(needs).into_iter().map(|p| p.0).collect();
+    if !problems.is_empty() {
+        return Err(LabError::Preflight(problems).into());
+    }
+    runs::ensure_state_root(state_root)?;
+    reap_before_entering(state_root);
+    bedlab::lab::prepare(needs)?;
     let agent = std::env::current_exe().context("locating the bedlab binary for the probe agents")?;
     let lab = LabOptions {
         out_dir: args.out,
@@ -607,6 +681,14 @@ fn probe_agent(args: bedlab::probe::agent::AgentArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Commands that read (and reap) run records without building a lab.
+fn reads_runs(cmd: &Cmd) -> bool {
+    matches!(
+        cmd,
+        Cmd::Exec(_) | Cmd::Shell(_) | Cmd::Down(_) | Cmd::Gc(_) | Cmd::Ps(_)
+    )
+}
+
 fn main() -> ExitCode {
     // Die quietly when the reader goes away (`bedlab list | head`), like other tools.
     // SAFETY: restoring the default disposition of SIGPIPE before any thread exists.
@@ -621,7 +703,16 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let state_root = cli.state_root.clone();
+    // Resolved before any user namespace is entered (inside one, every user is uid 0).
+    let state_root = cli.state_root.clone().unwrap_or_else(runs::default_state_root);
+    // The default place is the user's own: refuse one someone else made (explicit places are
+    // for tests and scripts; record ownership still hides other users' runs there).
+    if cli.state_root.is_none() && reads_runs(&cli.command) {
+        if let Err(e) = runs::check_state_root(&state_root) {
+            eprintln!("bedlab: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let result = match cli.command {
         Cmd::Up(a) => up(a, &state_root).map(|()| ExitCode::SUCCESS),
         Cmd::Exec(a) => exec(a, &state_root),
@@ -742,15 +833,15 @@ fn run_suite(a: RunArgs, state_root: &Path) -> Result<ExitCode> {
     if cells.is_empty() {
         return Err(InputError("no cell matches (see `bedlab list`)".into()).into());
     }
-    let problems = bedlab::preflight::check(bedlab::preflight::Needs { nft: true });
-    if !problems.is_empty() {
-        let text: Vec<String> = problems.into_iter().map(|p| p.0).collect();
-        return Err(InputError(format!(
-            "this machine cannot run a lab:\n  - {}",
-            text.join("\n  - ")
-        ))
-        .into());
-    }
+    // Every cell's lab is built in this process, from several threads: a normal user's
+    // user namespace is entered now, once, while there is one thread.
+    prepare(
+        bedlab::preflight::Needs {
+            nft: true,
+            conntrack_timeouts: false,
+        },
+        state_root,
+    )?;
     let run_id = a.run_id.clone().unwrap_or_else(runs::new_run_id);
     let run_dir = a.out.join(&run_id);
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
