@@ -26,6 +26,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Read;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
 use std::path::Path;
+use std::sync::Arc;
 
 use etherparse::{Ipv4HeaderSlice, UdpHeaderSlice};
 
@@ -222,8 +223,9 @@ impl PathKind {
 pub struct Decoded {
     /// 1-based, as Wireshark numbers frames.
     pub frame: u64,
-    /// The capture point (`peer-a/eth0`), when the file names it.
-    pub interface: Option<String>,
+    /// The capture point (`peer-a/eth0`), when the file names it: shared with the reader's
+    /// interface table, not a copy per record.
+    pub interface: Option<Arc<str>>,
     pub direction: Option<Direction>,
     /// Nanoseconds since the Unix epoch.
     pub ts_ns: u64,
@@ -231,7 +233,9 @@ pub struct Decoded {
     /// None for [`Layer::Inner`].
     pub outer: Option<Outer>,
     pub inner: Option<InnerHeader>,
-    pub icmp: Option<IcmpInfo>,
+    /// Boxed: only ND and ICMPv6 messages have one, and inline it would make every record
+    /// of a large capture 32 bytes bigger.
+    pub icmp: Option<Box<IcmpInfo>>,
     pub kind: Kind,
     /// Bytes past the inner packet's own length.
     pub trailing: usize,
@@ -331,14 +335,52 @@ impl DecodedCapture {
         let mut seen = Vec::new();
         for r in &self.records {
             if let Some(i) = &r.interface {
-                if !seen.contains(i) {
-                    seen.push(i.clone());
+                if !seen.iter().any(|s: &String| **s == **i) {
+                    seen.push(i.to_string());
                 }
             }
         }
         seen
     }
 }
+
+/// A hasher for keys that are already well mixed (fingerprints, inner keys) or small
+/// (endpoints): a multiply and a rotate per word instead of SipHash, which cost a few
+/// percent of a large capture's check. Only for maps whose iteration order no output
+/// depends on.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct FastHasher(u64);
+
+impl std::hash::Hasher for FastHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_u16(&mut self, n: u16) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+}
+
+/// `HashMap` with [`FastHasher`].
+pub(crate) type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FastHasher>>;
+/// `HashSet` with [`FastHasher`].
+pub(crate) type FastSet<K> = HashSet<K, std::hash::BuildHasherDefault<FastHasher>>;
 
 /// Records per chunk while decoding.
 const CHUNK: usize = 16 * 1024;
@@ -524,7 +566,7 @@ impl Decoder {
         } else {
             let parsed = inner::parse_ipv6(payload, complete);
             rec.inner = parsed.inner;
-            rec.icmp = parsed.icmp;
+            rec.icmp = parsed.icmp.map(Box::new);
             rec.kind = parsed.kind;
             rec.trailing = parsed.trailing;
             rec.issues.extend(parsed.issues);
@@ -587,7 +629,7 @@ impl Decoder {
         let parsed = inner::parse_ipv6(ip, complete);
         rec.layer = Layer::Inner;
         rec.inner = parsed.inner;
-        rec.icmp = parsed.icmp;
+        rec.icmp = parsed.icmp.map(Box::new);
         rec.kind = parsed.kind;
         rec.trailing = parsed.trailing;
         rec.issues = parsed.issues;
@@ -617,7 +659,7 @@ impl Decoder {
 
         // 1. Flows that are 6bed4: a router port, or an inner address naming an endpoint.
         let flow = |a: Endpoint, b: Endpoint| if a <= b { (a, b) } else { (b, a) };
-        let mut six_flows: HashSet<(Endpoint, Endpoint)> = HashSet::new();
+        let mut six_flows: FastSet<(Endpoint, Endpoint)> = FastSet::default();
         let mut prefixes = BTreeSet::new();
         for r in &records {
             let (Some(o), Layer::Tunnel) = (&r.outer, r.layer) else {
@@ -646,7 +688,7 @@ impl Decoder {
                 }
             }
         }
-        let endpoints: HashSet<Endpoint> = six_flows.iter().flat_map(|&(a, b)| [a, b]).collect();
+        let endpoints: FastSet<Endpoint> = six_flows.iter().flat_map(|&(a, b)| [a, b]).collect();
         let keep = |r: &Decoded| -> bool {
             match (&r.layer, &r.kind, &r.outer) {
                 (Layer::Inner, ..) => true,
@@ -785,7 +827,7 @@ fn group_sightings(records: &mut [Decoded]) -> usize {
         points: Vec<usize>,
     }
     let same_point = |a: &Decoded, b: &Decoded| a.interface == b.interface && a.direction == b.direction;
-    let mut open: HashMap<u64, Vec<Open>> = HashMap::new();
+    let mut open: FastMap<u64, Vec<Open>> = FastMap::default();
     let mut next_packet = 0usize;
     for i in 0..records.len() {
         // Records are in time order: a group idle for longer than the window can join no
