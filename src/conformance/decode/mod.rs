@@ -396,7 +396,15 @@ pub struct Decoder {
     records: Vec<Decoded>,
     unknown_kept: usize,
     stats: DecodeStats,
+    /// Set in a worker of [`decode_reader`]'s parallel path: records go to `deferred`,
+    /// each with whether [`MAX_UNKNOWN_KEPT`] applies to it, which only the merge (in frame
+    /// order) can decide.
+    defer: bool,
+    deferred: Vec<(Decoded, bool)>,
 }
+
+/// Packets per batch handed to a decoding thread.
+const BATCH: usize = 1024;
 
 /// Reads a capture file and decodes it. Only a file that cannot be opened or has no valid
 /// header is an error; a read error later ends the packets and is kept in `read_error`.
@@ -416,25 +424,149 @@ pub fn decode_bytes(data: &[u8], opts: DecodeOptions) -> Result<DecodedCapture, 
 }
 
 /// Decodes everything a reader yields.
-pub fn decode_reader<R: Read>(mut reader: Reader<R>, opts: DecodeOptions) -> DecodedCapture {
-    let mut d = Decoder::new(opts);
+///
+/// With two cores, decoding runs on two threads while this one reads: batches of packets
+/// go to the threads in turn and come back in order, so frames, records and the
+/// [`MAX_UNKNOWN_KEPT`] cap come out exactly as one thread would make them.
+pub fn decode_reader<R: Read>(reader: Reader<R>, opts: DecodeOptions) -> DecodedCapture {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from).min(2);
+    decode_reader_threads(reader, opts, threads)
+}
+
+/// [`decode_reader`] on `threads` decoding threads (1: all on this one).
+pub(crate) fn decode_reader_threads<R: Read>(
+    mut reader: Reader<R>,
+    opts: DecodeOptions,
+    threads: usize,
+) -> DecodedCapture {
+    let mut d = Decoder::new(opts.clone());
     let mut error = None;
-    loop {
-        match reader.next_packet() {
-            Ok(Some(p)) => {
-                d.push(&p);
-                reader.recycle(p.data);
-            }
-            Ok(None) => break,
-            Err(e) => {
-                error = Some(e.to_string());
-                break;
+    if threads < 2 {
+        loop {
+            match reader.next_packet() {
+                Ok(Some(p)) => {
+                    d.push(&p);
+                    reader.recycle(p.data);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    error = Some(e.to_string());
+                    break;
+                }
             }
         }
+    } else {
+        error = decode_parallel(&mut reader, &mut d, &opts, threads);
     }
     let mut c = d.finish();
     c.read_error = error;
     c
+}
+
+/// The parallel path of [`decode_reader`]: returns the read error, if any.
+fn decode_parallel<R: Read>(
+    reader: &mut Reader<R>,
+    d: &mut Decoder,
+    opts: &DecodeOptions,
+    threads: usize,
+) -> Option<String> {
+    use std::sync::mpsc;
+    type Done = (Vec<(Decoded, bool)>, Vec<Packet>);
+    std::thread::scope(|s| {
+        let mut to: Vec<mpsc::SyncSender<(u64, Vec<Packet>)>> = Vec::new();
+        let mut from: Vec<mpsc::Receiver<Done>> = Vec::new();
+        let mut workers = Vec::new();
+        for _ in 0..threads {
+            let (tx, rx) = mpsc::sync_channel::<(u64, Vec<Packet>)>(2);
+            let (dtx, drx) = mpsc::sync_channel::<Done>(2);
+            let mut w = Decoder::new(opts.clone());
+            w.defer = true;
+            workers.push(s.spawn(move || {
+                for (first, batch) in rx {
+                    w.stats.frames = first;
+                    for p in &batch {
+                        w.push(p);
+                    }
+                    if dtx.send((std::mem::take(&mut w.deferred), batch)).is_err() {
+                        break;
+                    }
+                }
+                w.stats
+            }));
+            to.push(tx);
+            from.push(drx);
+        }
+        let mut error = None;
+        let mut frames = 0u64;
+        let mut sent = 0usize;
+        let mut merged = 0usize;
+        let mut spare: Vec<Vec<u8>> = Vec::new();
+        let merge_one = |d: &mut Decoder, merged: &mut usize, spare: &mut Vec<Vec<u8>>| -> bool {
+            let Ok((recs, batch)) = from[*merged % threads].recv() else {
+                return false;
+            };
+            *merged += 1;
+            for (rec, unknown) in recs {
+                d.accept(rec, unknown);
+            }
+            spare.extend(batch.into_iter().map(|p| p.data));
+            true
+        };
+        let mut done = false;
+        while !done {
+            let mut batch = Vec::with_capacity(BATCH);
+            let first = frames;
+            while batch.len() < BATCH {
+                if let Some(buf) = spare.pop() {
+                    reader.recycle(buf);
+                }
+                match reader.next_packet() {
+                    Ok(Some(p)) => {
+                        frames += 1;
+                        batch.push(p);
+                    }
+                    Ok(None) => {
+                        done = true;
+                        break;
+                    }
+                    Err(e) => {
+                        error = Some(e.to_string());
+                        done = true;
+                        break;
+                    }
+                }
+            }
+            if batch.is_empty() {
+                break;
+            }
+            if to[sent % threads].send((first, batch)).is_err() {
+                break;
+            }
+            sent += 1;
+            while sent - merged > 2 * threads {
+                if !merge_one(d, &mut merged, &mut spare) {
+                    break;
+                }
+            }
+        }
+        while merged < sent {
+            if !merge_one(d, &mut merged, &mut spare) {
+                break;
+            }
+        }
+        drop(to);
+        for w in workers {
+            if let Ok(st) = w.join() {
+                d.stats.non_ip += st.non_ip;
+                d.stats.udp += st.udp;
+                d.stats.inner += st.inner;
+                d.stats.native_ipv6 += st.native_ipv6;
+                d.stats.fragments_skipped += st.fragments_skipped;
+            }
+        }
+        d.stats.frames = frames;
+        error
+    })
 }
 
 impl Decoder {
@@ -445,10 +577,34 @@ impl Decoder {
             records: Vec::with_capacity(CHUNK),
             unknown_kept: 0,
             stats: DecodeStats::default(),
+            defer: false,
+            deferred: Vec::new(),
         }
     }
 
+    /// A worker's record, merged in frame order: the [`MAX_UNKNOWN_KEPT`] cap applies here.
+    fn accept(&mut self, rec: Decoded, unknown: bool) {
+        if unknown {
+            if self.unknown_kept >= MAX_UNKNOWN_KEPT {
+                self.stats.unknown_dropped += 1;
+                return;
+            }
+            self.unknown_kept += 1;
+        }
+        self.keep(rec);
+    }
+
     fn keep(&mut self, rec: Decoded) {
+        self.keep_flagged(rec, false);
+    }
+
+    /// Keeps a record; `unknown`: a datagram the [`MAX_UNKNOWN_KEPT`] cap counts (only
+    /// passed on by a worker, which cannot apply it).
+    fn keep_flagged(&mut self, rec: Decoded, unknown: bool) {
+        if self.defer {
+            self.deferred.push((rec, unknown));
+            return;
+        }
         if self.records.len() == CHUNK {
             let full = std::mem::replace(&mut self.records, Vec::with_capacity(CHUNK));
             self.chunks.push(full);
@@ -535,7 +691,8 @@ impl Decoder {
         let src = SocketAddrV4::new(h.source_addr(), udp.source_port());
         let dst = SocketAddrV4::new(h.destination_addr(), udp.destination_port());
         let looks = payload.is_empty() || payload[0] >> 4 == 6;
-        if !looks && !self.is_router_port(src.port()) && !self.is_router_port(dst.port()) {
+        let unknown = !looks && !self.is_router_port(src.port()) && !self.is_router_port(dst.port());
+        if unknown && !self.defer {
             if self.unknown_kept >= MAX_UNKNOWN_KEPT {
                 self.stats.unknown_dropped += 1;
                 return;
@@ -572,7 +729,7 @@ impl Decoder {
             rec.issues.extend(parsed.issues);
             rec.inner_key = parsed.inner_key;
         }
-        self.keep(rec);
+        self.keep_flagged(rec, unknown && self.defer);
     }
 
     /// ICMPv4 errors quoting a UDP datagram: kept in case the quoted flow is 6bed4.
