@@ -70,7 +70,7 @@ fn echoes(packets: &[Packet]) -> Vec<(String, Direction, SystemTime, Echo)> {
         .filter_map(|p| {
             let e = echo_of(p)?;
             Some((
-                p.interface_name.clone().unwrap_or_default(),
+                p.interface_name.as_deref().unwrap_or_default().to_string(),
                 p.direction?,
                 p.time()?,
                 e,
@@ -417,8 +417,10 @@ fn a_tun_created_inside_a_node_is_captured() {
         uplink, 2,
         "the ping to the router: once at peer-a/eth0, once at router/eth0"
     );
-    let names: std::collections::BTreeSet<String> =
-        packets.iter().filter_map(|p| p.interface_name.clone()).collect();
+    let names: std::collections::BTreeSet<String> = packets
+        .iter()
+        .filter_map(|p| p.interface_name.as_deref().map(str::to_string))
+        .collect();
     assert!(
         !names
             .iter()

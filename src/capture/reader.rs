@@ -18,6 +18,7 @@
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::linktype;
@@ -121,8 +122,9 @@ impl ReadError {
 pub struct Packet {
     /// The interface id within its pcapng section (0 for classic pcap).
     pub interface: u32,
-    /// The interface's `if_name`, if the file gave one.
-    pub interface_name: Option<String>,
+    /// The interface's `if_name`, if the file gave one: shared by every packet of the
+    /// interface (a reference count, no copy per packet).
+    pub interface_name: Option<Arc<str>>,
     /// The interface's link type (`LINKTYPE_*`, see [`super::linktype`]).
     pub linktype: u16,
     /// Seconds and nanoseconds since 1970, after `if_tsresol` and `if_tsoffset`.
@@ -204,6 +206,8 @@ pub struct Reader<R: Read> {
     format: Format,
     section: Section,
     interfaces: Vec<Interface>,
+    /// `interfaces[i].name`, shared with the packets of interface `i`.
+    names: Vec<Option<Arc<str>>>,
     buf: Vec<u8>,
     /// Section Header Blocks read so far.
     sections_seen: u32,
@@ -231,6 +235,7 @@ impl<R: Read> Reader<R> {
             format: Format::Pcapng,
             section: Section::default(),
             interfaces: Vec::new(),
+            names: Vec::new(),
             buf: Vec::new(),
             sections_seen: 0,
             done: false,
@@ -442,6 +447,32 @@ impl<R: Read> Reader<R> {
                 self.skip_block(start, total)?;
                 continue;
             }
+            // Packet blocks: the 20-byte fixed part apart, so that the packet data starts
+            // the buffer and is handed out without moving it.
+            if matches!(block_type, BT_EPB | BT_PB) {
+                let mut head = [0u8; 20];
+                let got = self.read_up_to(&mut head, start, what)?;
+                if got < head.len() {
+                    return Err(ReadError::Truncated {
+                        offset: start,
+                        what,
+                        needed: total.into(),
+                        available: self.offset - start,
+                    });
+                }
+                self.fill(u64::from(total) - 28, start, u64::from(total), what)?;
+                let rest_len = self.buf.len() - 4;
+                let trailer = e.u32(&self.buf[rest_len..]);
+                if trailer != total {
+                    return Err(invalid(
+                        start,
+                        what,
+                        format!("trailing total length {trailer} differs from the leading {total}"),
+                    ));
+                }
+                self.buf.truncate(rest_len);
+                return self.parse_packet_block(start, what, block_type, &head).map(Some);
+            }
             // Body and trailing length.
             self.fill(u64::from(total) - 8, start, u64::from(total), what)?;
             let body_len = self.buf.len() - 4;
@@ -456,9 +487,7 @@ impl<R: Read> Reader<R> {
             self.buf.truncate(body_len);
             match block_type {
                 BT_IDB => self.parse_idb(start)?,
-                BT_EPB => return self.parse_epb(start).map(Some),
-                BT_SPB => return self.parse_spb(start).map(Some),
-                _ => return self.parse_pb(start).map(Some),
+                _ => return self.parse_spb(start).map(Some),
             }
         }
     }
@@ -548,6 +577,7 @@ impl<R: Read> Reader<R> {
         })?;
         self.section = section;
         self.interfaces.clear();
+        self.names.clear();
         self.format = Format::Pcapng;
         Ok(())
     }
@@ -594,34 +624,34 @@ impl<R: Read> Reader<R> {
             }
             Ok(())
         })?;
+        self.names.push(iface.name.as_deref().map(Arc::from));
         self.interfaces.push(iface);
         Ok(())
     }
 
-    fn parse_epb(&mut self, start: u64) -> Result<Packet, ReadError> {
-        const WHAT: &str = "enhanced packet block";
+    /// An Enhanced Packet Block or (obsolete) Packet Block: `head` is its 20-byte fixed
+    /// part, `self.buf` the rest of the body (packet data, padding, options).
+    fn parse_packet_block(
+        &mut self,
+        start: u64,
+        what: &'static str,
+        block_type: u32,
+        head: &[u8; 20],
+    ) -> Result<Packet, ReadError> {
         let e = Endian(self.section.big_endian);
-        let body = &self.buf[..];
-        let iface_id = e.u32(&body[0..4]);
-        let ts = (u64::from(e.u32(&body[4..8])) << 32) | u64::from(e.u32(&body[8..12]));
-        let cap_len = e.u32(&body[12..16]);
-        let orig_len = e.u32(&body[16..20]);
-        let data_end = data_end(start, WHAT, 20, cap_len, body.len())?;
-        let options = padded(data_end).min(body.len())..body.len();
-        self.finish_packet(start, WHAT, iface_id, ts, 20..data_end, orig_len, options)
-    }
-
-    fn parse_pb(&mut self, start: u64) -> Result<Packet, ReadError> {
-        const WHAT: &str = "packet block";
-        let e = Endian(self.section.big_endian);
-        let body = &self.buf[..];
-        let iface_id = u32::from(e.u16(&body[0..2]));
-        let ts = (u64::from(e.u32(&body[4..8])) << 32) | u64::from(e.u32(&body[8..12]));
-        let cap_len = e.u32(&body[12..16]);
-        let orig_len = e.u32(&body[16..20]);
-        let data_end = data_end(start, WHAT, 20, cap_len, body.len())?;
-        let options = padded(data_end).min(body.len())..body.len();
-        self.finish_packet(start, WHAT, iface_id, ts, 20..data_end, orig_len, options)
+        let iface_id = if block_type == BT_EPB {
+            e.u32(&head[0..4])
+        } else {
+            u32::from(e.u16(&head[0..2]))
+        };
+        let ts = (u64::from(e.u32(&head[4..8])) << 32) | u64::from(e.u32(&head[8..12]));
+        let cap_len = e.u32(&head[12..16]);
+        let orig_len = e.u32(&head[16..20]);
+        // Offsets in the body (fixed part included), as the format counts them.
+        let body_len = 20 + self.buf.len();
+        let data_end = data_end(start, what, 20, cap_len, body_len)?;
+        let options = padded(data_end).min(body_len) - 20..body_len - 20;
+        self.finish_packet(start, what, iface_id, ts, 0..data_end - 20, orig_len, options)
     }
 
     fn parse_spb(&mut self, start: u64) -> Result<Packet, ReadError> {
@@ -636,7 +666,7 @@ impl<R: Read> Reader<R> {
         if iface.snaplen != 0 {
             cap_len = cap_len.min(iface.snaplen as usize);
         }
-        let (linktype, name) = (iface.linktype, iface.name.clone());
+        let (linktype, name) = (iface.linktype, self.names.first().cloned().flatten());
         self.buf.truncate(4 + cap_len);
         self.buf.drain(..4);
         Ok(Packet {
@@ -692,7 +722,10 @@ impl<R: Read> Reader<R> {
             Ok(())
         })?;
         let ts = convert_ts(ts, iface.units_per_second, iface.ts_offset);
-        let (linktype, name) = (iface.linktype, iface.name.clone());
+        let (linktype, name) = (
+            iface.linktype,
+            self.names.get(iface_id as usize).cloned().flatten(),
+        );
         self.buf.truncate(data.end);
         self.buf.drain(..data.start);
         Ok(Packet {

@@ -222,7 +222,12 @@ pub fn trace_with(cap: &DecodedCapture, roles: &Roles, opts: TraceOptions) -> Ve
                 if !opts.tun {
                     continue;
                 }
-                let Some(iface) = r.interface.clone().or_else(|| Some("6bed4".to_string())) else {
+                let Some(iface) = r
+                    .interface
+                    .as_deref()
+                    .map(str::to_string)
+                    .or_else(|| Some("6bed4".to_string()))
+                else {
                     continue;
                 };
                 let node = r.node().unwrap_or("tun").to_string();

@@ -237,7 +237,7 @@ fn handmade_pcapng_agrees_with_tshark() {
         // names the second section's interface 0 after the first section's: compare names
         // in the first section only.
         if r.section().index == 0 {
-            let name = p.interface_name.clone().unwrap_or_else(|| "unknown".into());
+            let name = p.interface_name.as_deref().unwrap_or("unknown").to_string();
             assert_eq!(row[0], name, "#{n}");
         }
         assert_eq!(row[1], format!("10.0.0.{}", p.data[15]), "#{n}");

@@ -110,7 +110,7 @@ fn write(ops: &[Op], shb: &ShbInfo) -> (Vec<u8>, Vec<Packet>) {
                     .expect("epb");
                 expected.push(Packet {
                     interface: id as u32,
-                    interface_name: Some(ifaces[id].0.clone()),
+                    interface_name: Some(ifaces[id].0.as_str().into()),
                     linktype: ifaces[id].1,
                     ts: (ts_nanos / 1_000_000_000, (ts_nanos % 1_000_000_000) as u32),
                     data: data.clone(),

@@ -141,10 +141,10 @@ pub(super) fn nd02(v: &View<'_>) -> Finding {
 /// source endpoint within 2 s before it, preferring one with the same target.
 /// Every NS's receiver's sighting, by its outer destination, sorted by time (ties in
 /// packet order): `(ts, packet order, sighting)`.
-type NsIndex<'a> = std::collections::HashMap<Option<Endpoint>, Vec<(u64, usize, &'a Decoded)>>;
+type NsIndex<'a> = crate::conformance::decode::FastMap<Option<Endpoint>, Vec<(u64, usize, &'a Decoded)>>;
 
 fn ns_index<'a>(v: &View<'a>) -> NsIndex<'a> {
-    let mut idx: NsIndex<'a> = std::collections::HashMap::new();
+    let mut idx: NsIndex<'a> = NsIndex::default();
     for (i, (_, l)) in v.all_packets().enumerate() {
         if matches!(l.kind, Kind::Ns { .. }) {
             idx.entry(l.dst()).or_default().push((l.ts_ns, i, l));

@@ -81,7 +81,7 @@ pub(crate) struct ViewData {
     /// (inner key, record index), sorted: one key's records are a contiguous run, found
     /// through `key_runs` (key → start, end).
     by_key: Vec<(u64, usize)>,
-    key_runs: std::collections::HashMap<u64, (usize, usize)>,
+    key_runs: decode::FastMap<u64, (usize, usize)>,
 }
 
 /// A capture and its analysis.
@@ -658,7 +658,7 @@ fn router_node(cap: &DecodedCapture) -> Option<String> {
 /// Union-find over endpoints (path halving), for grouping sockets into peers.
 #[derive(Debug, Default)]
 struct UnionFind {
-    parent: BTreeMap<Endpoint, Endpoint>,
+    parent: decode::FastMap<Endpoint, Endpoint>,
 }
 
 impl UnionFind {

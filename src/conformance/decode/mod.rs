@@ -26,6 +26,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Read;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
 use std::path::Path;
+use std::sync::Arc;
 
 use etherparse::{Ipv4HeaderSlice, UdpHeaderSlice};
 
@@ -222,8 +223,9 @@ impl PathKind {
 pub struct Decoded {
     /// 1-based, as Wireshark numbers frames.
     pub frame: u64,
-    /// The capture point (`peer-a/eth0`), when the file names it.
-    pub interface: Option<String>,
+    /// The capture point (`peer-a/eth0`), when the file names it: shared with the reader's
+    /// interface table, not a copy per record.
+    pub interface: Option<Arc<str>>,
     pub direction: Option<Direction>,
     /// Nanoseconds since the Unix epoch.
     pub ts_ns: u64,
@@ -231,7 +233,9 @@ pub struct Decoded {
     /// None for [`Layer::Inner`].
     pub outer: Option<Outer>,
     pub inner: Option<InnerHeader>,
-    pub icmp: Option<IcmpInfo>,
+    /// Boxed: only ND and ICMPv6 messages have one, and inline it would make every record
+    /// of a large capture 32 bytes bigger.
+    pub icmp: Option<Box<IcmpInfo>>,
     pub kind: Kind,
     /// Bytes past the inner packet's own length.
     pub trailing: usize,
@@ -331,14 +335,52 @@ impl DecodedCapture {
         let mut seen = Vec::new();
         for r in &self.records {
             if let Some(i) = &r.interface {
-                if !seen.contains(i) {
-                    seen.push(i.clone());
+                if !seen.iter().any(|s: &String| **s == **i) {
+                    seen.push(i.to_string());
                 }
             }
         }
         seen
     }
 }
+
+/// A hasher for keys that are already well mixed (fingerprints, inner keys) or small
+/// (endpoints): a multiply and a rotate per word instead of SipHash, which cost a few
+/// percent of a large capture's check. Only for maps whose iteration order no output
+/// depends on.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct FastHasher(u64);
+
+impl std::hash::Hasher for FastHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_u16(&mut self, n: u16) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+}
+
+/// `HashMap` with [`FastHasher`].
+pub(crate) type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FastHasher>>;
+/// `HashSet` with [`FastHasher`].
+pub(crate) type FastSet<K> = HashSet<K, std::hash::BuildHasherDefault<FastHasher>>;
 
 /// Records per chunk while decoding.
 const CHUNK: usize = 16 * 1024;
@@ -354,7 +396,15 @@ pub struct Decoder {
     records: Vec<Decoded>,
     unknown_kept: usize,
     stats: DecodeStats,
+    /// Set in a worker of [`decode_reader`]'s parallel path: records go to `deferred`,
+    /// each with whether [`MAX_UNKNOWN_KEPT`] applies to it, which only the merge (in frame
+    /// order) can decide.
+    defer: bool,
+    deferred: Vec<(Decoded, bool)>,
 }
+
+/// Packets per batch handed to a decoding thread.
+const BATCH: usize = 1024;
 
 /// Reads a capture file and decodes it. Only a file that cannot be opened or has no valid
 /// header is an error; a read error later ends the packets and is kept in `read_error`.
@@ -374,25 +424,149 @@ pub fn decode_bytes(data: &[u8], opts: DecodeOptions) -> Result<DecodedCapture, 
 }
 
 /// Decodes everything a reader yields.
-pub fn decode_reader<R: Read>(mut reader: Reader<R>, opts: DecodeOptions) -> DecodedCapture {
-    let mut d = Decoder::new(opts);
+///
+/// With two cores, decoding runs on two threads while this one reads: batches of packets
+/// go to the threads in turn and come back in order, so frames, records and the
+/// [`MAX_UNKNOWN_KEPT`] cap come out exactly as one thread would make them.
+pub fn decode_reader<R: Read>(reader: Reader<R>, opts: DecodeOptions) -> DecodedCapture {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from).min(2);
+    decode_reader_threads(reader, opts, threads)
+}
+
+/// [`decode_reader`] on `threads` decoding threads (1: all on this one).
+pub(crate) fn decode_reader_threads<R: Read>(
+    mut reader: Reader<R>,
+    opts: DecodeOptions,
+    threads: usize,
+) -> DecodedCapture {
+    let mut d = Decoder::new(opts.clone());
     let mut error = None;
-    loop {
-        match reader.next_packet() {
-            Ok(Some(p)) => {
-                d.push(&p);
-                reader.recycle(p.data);
-            }
-            Ok(None) => break,
-            Err(e) => {
-                error = Some(e.to_string());
-                break;
+    if threads < 2 {
+        loop {
+            match reader.next_packet() {
+                Ok(Some(p)) => {
+                    d.push(&p);
+                    reader.recycle(p.data);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    error = Some(e.to_string());
+                    break;
+                }
             }
         }
+    } else {
+        error = decode_parallel(&mut reader, &mut d, &opts, threads);
     }
     let mut c = d.finish();
     c.read_error = error;
     c
+}
+
+/// The parallel path of [`decode_reader`]: returns the read error, if any.
+fn decode_parallel<R: Read>(
+    reader: &mut Reader<R>,
+    d: &mut Decoder,
+    opts: &DecodeOptions,
+    threads: usize,
+) -> Option<String> {
+    use std::sync::mpsc;
+    type Done = (Vec<(Decoded, bool)>, Vec<Packet>);
+    std::thread::scope(|s| {
+        let mut to: Vec<mpsc::SyncSender<(u64, Vec<Packet>)>> = Vec::new();
+        let mut from: Vec<mpsc::Receiver<Done>> = Vec::new();
+        let mut workers = Vec::new();
+        for _ in 0..threads {
+            let (tx, rx) = mpsc::sync_channel::<(u64, Vec<Packet>)>(2);
+            let (dtx, drx) = mpsc::sync_channel::<Done>(2);
+            let mut w = Decoder::new(opts.clone());
+            w.defer = true;
+            workers.push(s.spawn(move || {
+                for (first, batch) in rx {
+                    w.stats.frames = first;
+                    for p in &batch {
+                        w.push(p);
+                    }
+                    if dtx.send((std::mem::take(&mut w.deferred), batch)).is_err() {
+                        break;
+                    }
+                }
+                w.stats
+            }));
+            to.push(tx);
+            from.push(drx);
+        }
+        let mut error = None;
+        let mut frames = 0u64;
+        let mut sent = 0usize;
+        let mut merged = 0usize;
+        let mut spare: Vec<Vec<u8>> = Vec::new();
+        let merge_one = |d: &mut Decoder, merged: &mut usize, spare: &mut Vec<Vec<u8>>| -> bool {
+            let Ok((recs, batch)) = from[*merged % threads].recv() else {
+                return false;
+            };
+            *merged += 1;
+            for (rec, unknown) in recs {
+                d.accept(rec, unknown);
+            }
+            spare.extend(batch.into_iter().map(|p| p.data));
+            true
+        };
+        let mut done = false;
+        while !done {
+            let mut batch = Vec::with_capacity(BATCH);
+            let first = frames;
+            while batch.len() < BATCH {
+                if let Some(buf) = spare.pop() {
+                    reader.recycle(buf);
+                }
+                match reader.next_packet() {
+                    Ok(Some(p)) => {
+                        frames += 1;
+                        batch.push(p);
+                    }
+                    Ok(None) => {
+                        done = true;
+                        break;
+                    }
+                    Err(e) => {
+                        error = Some(e.to_string());
+                        done = true;
+                        break;
+                    }
+                }
+            }
+            if batch.is_empty() {
+                break;
+            }
+            if to[sent % threads].send((first, batch)).is_err() {
+                break;
+            }
+            sent += 1;
+            while sent - merged > 2 * threads {
+                if !merge_one(d, &mut merged, &mut spare) {
+                    break;
+                }
+            }
+        }
+        while merged < sent {
+            if !merge_one(d, &mut merged, &mut spare) {
+                break;
+            }
+        }
+        drop(to);
+        for w in workers {
+            if let Ok(st) = w.join() {
+                d.stats.non_ip += st.non_ip;
+                d.stats.udp += st.udp;
+                d.stats.inner += st.inner;
+                d.stats.native_ipv6 += st.native_ipv6;
+                d.stats.fragments_skipped += st.fragments_skipped;
+            }
+        }
+        d.stats.frames = frames;
+        error
+    })
 }
 
 impl Decoder {
@@ -403,10 +577,34 @@ impl Decoder {
             records: Vec::with_capacity(CHUNK),
             unknown_kept: 0,
             stats: DecodeStats::default(),
+            defer: false,
+            deferred: Vec::new(),
         }
     }
 
+    /// A worker's record, merged in frame order: the [`MAX_UNKNOWN_KEPT`] cap applies here.
+    fn accept(&mut self, rec: Decoded, unknown: bool) {
+        if unknown {
+            if self.unknown_kept >= MAX_UNKNOWN_KEPT {
+                self.stats.unknown_dropped += 1;
+                return;
+            }
+            self.unknown_kept += 1;
+        }
+        self.keep(rec);
+    }
+
     fn keep(&mut self, rec: Decoded) {
+        self.keep_flagged(rec, false);
+    }
+
+    /// Keeps a record; `unknown`: a datagram the [`MAX_UNKNOWN_KEPT`] cap counts (only
+    /// passed on by a worker, which cannot apply it).
+    fn keep_flagged(&mut self, rec: Decoded, unknown: bool) {
+        if self.defer {
+            self.deferred.push((rec, unknown));
+            return;
+        }
         if self.records.len() == CHUNK {
             let full = std::mem::replace(&mut self.records, Vec::with_capacity(CHUNK));
             self.chunks.push(full);
@@ -493,7 +691,8 @@ impl Decoder {
         let src = SocketAddrV4::new(h.source_addr(), udp.source_port());
         let dst = SocketAddrV4::new(h.destination_addr(), udp.destination_port());
         let looks = payload.is_empty() || payload[0] >> 4 == 6;
-        if !looks && !self.is_router_port(src.port()) && !self.is_router_port(dst.port()) {
+        let unknown = !looks && !self.is_router_port(src.port()) && !self.is_router_port(dst.port());
+        if unknown && !self.defer {
             if self.unknown_kept >= MAX_UNKNOWN_KEPT {
                 self.stats.unknown_dropped += 1;
                 return;
@@ -524,13 +723,13 @@ impl Decoder {
         } else {
             let parsed = inner::parse_ipv6(payload, complete);
             rec.inner = parsed.inner;
-            rec.icmp = parsed.icmp;
+            rec.icmp = parsed.icmp.map(Box::new);
             rec.kind = parsed.kind;
             rec.trailing = parsed.trailing;
             rec.issues.extend(parsed.issues);
             rec.inner_key = parsed.inner_key;
         }
-        self.keep(rec);
+        self.keep_flagged(rec, unknown && self.defer);
     }
 
     /// ICMPv4 errors quoting a UDP datagram: kept in case the quoted flow is 6bed4.
@@ -587,7 +786,7 @@ impl Decoder {
         let parsed = inner::parse_ipv6(ip, complete);
         rec.layer = Layer::Inner;
         rec.inner = parsed.inner;
-        rec.icmp = parsed.icmp;
+        rec.icmp = parsed.icmp.map(Box::new);
         rec.kind = parsed.kind;
         rec.trailing = parsed.trailing;
         rec.issues = parsed.issues;
@@ -617,7 +816,7 @@ impl Decoder {
 
         // 1. Flows that are 6bed4: a router port, or an inner address naming an endpoint.
         let flow = |a: Endpoint, b: Endpoint| if a <= b { (a, b) } else { (b, a) };
-        let mut six_flows: HashSet<(Endpoint, Endpoint)> = HashSet::new();
+        let mut six_flows: FastSet<(Endpoint, Endpoint)> = FastSet::default();
         let mut prefixes = BTreeSet::new();
         for r in &records {
             let (Some(o), Layer::Tunnel) = (&r.outer, r.layer) else {
@@ -646,7 +845,7 @@ impl Decoder {
                 }
             }
         }
-        let endpoints: HashSet<Endpoint> = six_flows.iter().flat_map(|&(a, b)| [a, b]).collect();
+        let endpoints: FastSet<Endpoint> = six_flows.iter().flat_map(|&(a, b)| [a, b]).collect();
         let keep = |r: &Decoded| -> bool {
             match (&r.layer, &r.kind, &r.outer) {
                 (Layer::Inner, ..) => true,
@@ -785,7 +984,7 @@ fn group_sightings(records: &mut [Decoded]) -> usize {
         points: Vec<usize>,
     }
     let same_point = |a: &Decoded, b: &Decoded| a.interface == b.interface && a.direction == b.direction;
-    let mut open: HashMap<u64, Vec<Open>> = HashMap::new();
+    let mut open: FastMap<u64, Vec<Open>> = FastMap::default();
     let mut next_packet = 0usize;
     for i in 0..records.len() {
         // Records are in time order: a group idle for longer than the window can join no

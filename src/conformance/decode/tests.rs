@@ -260,3 +260,31 @@ fn nd_options_and_lengths() {
         Kind::Malformed { .. }
     ));
 }
+
+/// The parallel decode hands batches to two threads and merges them: the records (frame
+/// numbers, order, groups, derived fields) and the counts must be exactly one thread's.
+#[test]
+fn two_decoding_threads_give_exactly_what_one_gives() {
+    let mut file = Vec::new();
+    let opts = crate::field::gen::GenOptions {
+        bytes: 3_000_000,
+        peers: 6,
+        seed: 7,
+    };
+    crate::field::gen::generate(&mut file, &opts).expect("generate");
+    let decode = |threads| {
+        let reader = crate::capture::Reader::new(&file[..]).expect("reader");
+        super::decode_reader_threads(reader, super::DecodeOptions::default(), threads)
+    };
+    let (one, two) = (decode(1), decode(2));
+    assert!(
+        one.records.len() > 3 * super::BATCH,
+        "{} records",
+        one.records.len()
+    );
+    assert_eq!(one.stats, two.stats);
+    assert_eq!(one.packets, two.packets);
+    assert_eq!(one.routers, two.routers);
+    assert_eq!(one.prefixes, two.prefixes);
+    assert!(one.records == two.records, "records differ");
+}
