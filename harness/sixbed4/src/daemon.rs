@@ -482,16 +482,8 @@ fn write_tun_or_count(tun: &Tun, bytes: &[u8], vnet: bool, counters: &mut crate:
             false
         }
         Err(e) if coalesced && e.raw_os_error() == Some(libc::EINVAL) => {
-            let Ok((hdr, packet)) = VnetHdr::parse(bytes) else {
-                return true;
-            };
-            let mut packet = packet.to_vec();
-            let mut one = Vec::new();
-            let result = offload::segment(&hdr, &mut packet, &mut Vec::new(), |segment| {
-                one.clear();
-                one.extend_from_slice(&VnetHdr::default().emit());
-                one.extend_from_slice(segment);
-                if tun.write(&one).is_err() {
+            let result = offload::split_write(bytes, &mut Vec::new(), |one| {
+                if tun.write(one).is_err() {
                     counters.bump("tx_tun_errors");
                 }
             });
@@ -648,6 +640,100 @@ pub const ANY: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::counters::Counters;
+    use crate::offload::{Checksum, F_NEEDS_CSUM, GSO_TCPV6};
+    use crate::sys::{poll::wait_readable, testns::in_netns};
+    use std::net::Ipv6Addr;
+    use std::os::fd::AsRawFd;
+
+    /// A TUN write holding one IPv6 + TCP segment (ACK|PSH, 200 bytes of data, to the
+    /// discard port) behind a TSO6 header with `gso_size`, its checksum left partial as in
+    /// a coalesced write.
+    fn tso_write(src: Ipv6Addr, dst: Ipv6Addr, ack: u32, gso_size: u16) -> Vec<u8> {
+        let mut p = vec![0x60, 0, 0, 0, 0, 220, 6, 64];
+        p.extend_from_slice(&src.octets());
+        p.extend_from_slice(&dst.octets());
+        p.extend_from_slice(&40000u16.to_be_bytes());
+        p.extend_from_slice(&9u16.to_be_bytes());
+        p.extend_from_slice(&1000u32.to_be_bytes());
+        p.extend_from_slice(&ack.to_be_bytes());
+        p.extend_from_slice(&[0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0]);
+        p.extend_from_slice(&[7; 200]);
+        let mut ph = Checksum::default();
+        ph.add(&p[8..40]).add(&220u32.to_be_bytes()).add(&[0, 0, 0, 6]);
+        let sum = ph.sum();
+        p[56..58].copy_from_slice(&sum);
+        let hdr = VnetHdr {
+            flags: F_NEEDS_CSUM,
+            gso_type: GSO_TCPV6,
+            hdr_len: 60,
+            gso_size,
+            csum_start: 40,
+            csum_offset: 16,
+        };
+        [&hdr.emit()[..], &p[..]].concat()
+    }
+
+    /// Waits for the RST the kernel sends back for a segment to a closed port whose
+    /// acknowledgment number was `ack`: proof the segment arrived with a valid checksum.
+    fn await_rst(tun: &Tun, ack: u32) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut buf = [0u8; 4096];
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            if !wait_readable(&[tun.as_raw_fd()], Some(left)).expect("poll")[0] {
+                continue;
+            }
+            let Ok(n) = tun.read(&mut buf) else { continue };
+            let Ok((_, p)) = VnetHdr::parse(&buf[..n]) else {
+                continue;
+            };
+            if p.len() >= 60 && p[6] == 6 && p[40..44] == [0, 9, 0x9c, 0x40] && p[53] & 0x04 != 0 {
+                return p[44..48] == ack.to_be_bytes();
+            }
+        }
+        false
+    }
+
+    /// The fallback for a refused coalesced write, against a real TUN: the kernel refuses a
+    /// TSO6 write whose GSO size is GSO_BY_FRAGS (0xffff) with EINVAL, and the write must
+    /// then reach the kernel split into plain packets and tell the caller to stop joining.
+    /// A well-formed coalesced write is taken as it is. (The coalescer itself never writes
+    /// such a GSO size, and this kernel takes everything it does write: a refusal of a
+    /// real coalesced write can only come from a kernel without TUN GSO support.)
+    #[test]
+    fn refused_coalesced_write_is_split_and_still_delivered() {
+        in_netns(|| {
+            let (tun, _) = Tun::create_offloaded("bedref%d").expect("create tun");
+            assert!(tun.vnet_hdr());
+            tun.set_nonblocking(true).expect("nonblocking");
+            sysctl::quiet_autoconf(tun.name()).expect("sysctls");
+            let mut nl = Netlink::open().expect("netlink");
+            nl.set_link_up(tun.ifindex(), Some(1280)).expect("link up");
+            let me: Ipv6Addr = "fc64::1".parse().expect("addr");
+            let peer: Ipv6Addr = "fc64::2".parse().expect("addr");
+            nl.add_address_v6(tun.ifindex(), me, 64).expect("add address");
+
+            let mut counters = Counters::default();
+            let accepted = tso_write(peer, me, 0x0bed_0001, 100);
+            assert!(!write_tun_or_count(&tun, &accepted, true, &mut counters));
+            assert_eq!(counters.get("tun_coalesced_writes"), 1);
+            assert!(await_rst(&tun, 0x0bed_0001), "no RST for the accepted write");
+
+            let refused = tso_write(peer, me, 0x0bed_0002, 0xffff);
+            assert_eq!(
+                tun.write(&refused).map_err(|e| e.raw_os_error()),
+                Err(Some(libc::EINVAL)),
+                "this kernel takes GSO_BY_FRAGS from a TUN"
+            );
+            assert!(
+                write_tun_or_count(&tun, &refused, true, &mut counters),
+                "a refusal must stop the joining"
+            );
+            assert_eq!(counters.get("tun_coalesced_writes"), 1);
+            assert_eq!(counters.get("tx_tun_errors"), 0);
+            assert!(await_rst(&tun, 0x0bed_0002), "the split write never reached TCP");
+        });
+    }
 
     #[test]
     fn gso_runs_join_equal_sizes_to_one_destination_only() {

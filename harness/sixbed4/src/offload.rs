@@ -251,6 +251,26 @@ pub fn segment(
     Ok(())
 }
 
+/// Cuts a TUN write (`virtio_net_hdr` then a packet, as [`Coalescer`] hands them over) into
+/// the writes it stands for, each behind an all-zero header: the segments a coalesced write
+/// joined, or a plain write as it is. The daemon falls back to this when the kernel refuses
+/// a coalesced write, so what arrived still reaches the kernel, one packet per write.
+pub fn split_write(
+    write: &[u8],
+    scratch: &mut Vec<u8>,
+    mut each: impl FnMut(&[u8]),
+) -> Result<(), OffloadError> {
+    let (hdr, packet) = VnetHdr::parse(write)?;
+    let mut packet = packet.to_vec();
+    let mut one = Vec::new();
+    segment(&hdr, &mut packet, scratch, |p| {
+        one.clear();
+        one.extend_from_slice(&VnetHdr::default().emit());
+        one.extend_from_slice(p);
+        each(&one);
+    })
+}
+
 /// Where TCP starts in a TSO6 packet, and its header length. The kernel says where
 /// (`csum_start`), which also steps over any extension headers without parsing them.
 fn tso_layout(hdr: &VnetHdr, packet: &[u8]) -> Result<(usize, usize), &'static str> {
