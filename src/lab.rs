@@ -822,6 +822,39 @@ impl Lab {
             .context(|| format!("controlling {nat}"))
     }
 
+    /// A live view of the packets recorded at `links` (`node/interface`; empty: every link)
+    /// from now on, at most `capacity` held, `snap` bytes of each (see [`fabric::Tap`]).
+    pub fn tap(&self, links: &[&str], capacity: usize, snap: usize) -> Result<fabric::Tap, LabError> {
+        let mut ids = BTreeSet::new();
+        for l in links {
+            ids.insert(
+                *self
+                    .links
+                    .get(*l)
+                    .ok_or_else(|| LabError::NoSuchLink((*l).into()))?,
+            );
+        }
+        let handle = self
+            .fabric
+            .as_ref()
+            .ok_or_else(|| LabError::Fabric("the fabric is not running".into()))?;
+        handle
+            .tap(fabric::TapSpec {
+                links: ids,
+                capacity,
+                snap,
+            })
+            .context(|| "opening a tap on the fabric".into())
+    }
+
+    /// The link name (`node/interface`) of a fabric interface.
+    pub fn link_name(&self, id: IfaceId) -> Option<&str> {
+        self.links
+            .iter()
+            .find(|(_, v)| **v == id)
+            .map(|(k, _)| k.as_str())
+    }
+
     /// Per-link counters of the fabric.
     pub fn stats(&self) -> Result<fabric::Stats, LabError> {
         let handle = self

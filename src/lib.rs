@@ -20,3 +20,4 @@ pub mod probe;
 pub mod process;
 pub mod runs;
 pub mod topology;
+pub mod traffic;

@@ -52,6 +52,7 @@ pub mod packet;
 mod runner;
 mod spec;
 mod stats;
+mod tap;
 
 #[cfg(test)]
 mod shell_tests;
@@ -68,6 +69,7 @@ pub use self::spec::{
     DEFAULT_QUEUE_LIMIT, MAX_DELAY,
 };
 pub use self::stats::{DropReason, Drops, LinkStats, LinkStatsEntry, Stats};
+pub use self::tap::{Tap, TapPacket, TapSpec};
 
 /// Why a fabric could not be built or changed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
