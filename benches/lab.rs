@@ -227,6 +227,7 @@ fn fabric_for(n: usize) -> Fabric {
         segments: vec![fabric::SegmentSpec {
             name: "seg".into(),
             subnet: (Ipv4Addr::new(10, 0, 0, 0), 16),
+            subnet6: None,
         }],
         nodes: (0..n)
             .map(|i| fabric::NodeSpec {
@@ -241,6 +242,8 @@ fn fabric_for(n: usize) -> Fabric {
                     egress: fabric::Impairment::default(),
                     ingress: fabric::Impairment::default(),
                     aliases: Vec::new(),
+                    address6: None,
+                    gateway6: None,
                 }],
             })
             .collect(),

@@ -292,7 +292,27 @@ impl<'a> CellRun<'a> {
         v.insert("holddown", ms(t.holddown));
         v.insert("probe_interval", ms(t.probe_interval));
         v.insert("bypass_flag", String::new());
+        // The native IPv6 network behind the 6bed4 router, if the topology has one: the
+        // router announces it so that peers route it through the tunnel.
+        let native = self.native_prefix();
+        v.insert("native_prefix", native.clone().unwrap_or_default());
+        v.insert(
+            "route_flag",
+            native.map(|p| format!("--route={p}")).unwrap_or_default(),
+        );
         Ok(v)
+    }
+
+    /// The `subnet6` of the first dual-stack segment the 6bed4 router's host is on.
+    fn native_prefix(&self) -> Option<String> {
+        let t = self.lab.topology();
+        let router = t.nodes_with_role("6bed4-router").next()?;
+        router
+            .interfaces()
+            .iter()
+            .filter(|i| i.address6.is_some())
+            .find_map(|i| t.segment(&i.segment)?.subnet6)
+            .map(|n| n.to_string())
     }
 
     /// Which implementation and role a node runs.
@@ -438,10 +458,21 @@ impl<'a> CellRun<'a> {
             .map_or_else(|| "6bed4".to_string(), |r| r.ifname.clone())
     }
 
-    /// A ping target: a node's current tunnel address, or a literal address.
+    /// A ping target: a node's current tunnel address, a native host's IPv6 address (a node
+    /// that runs no 6bed4 role), or a literal address.
     fn target(&self, to: &str) -> Option<Ipv6Addr> {
         if let Ok(a) = to.parse() {
             return Some(a);
+        }
+        if !self.roles.contains_key(to) {
+            let native = self
+                .lab
+                .topology()
+                .node(to)
+                .and_then(|n| n.interfaces().iter().find_map(|i| i.address6));
+            if native.is_some() {
+                return native;
+            }
         }
         global_addresses(&self.lab, to, &self.ifname_of(to))
             .first()
@@ -888,7 +919,13 @@ impl<'a> CellRun<'a> {
         use super::steps::Judgement;
         let started = Instant::now();
         let window = self.window_of(step);
-        let baseline = self.anchor_of(step);
+        let baseline = match (&step.window, &wait.since) {
+            (None, Some(super::steps::Anchor::Cell)) => self.started,
+            (None, Some(super::steps::Anchor::Step(id))) => {
+                self.step_ends.get(id).copied().unwrap_or(self.last_end)
+            }
+            _ => self.anchor_of(step),
+        };
         // Every node's current 6bed4 addresses, so filters can name peers and the router.
         let mut v6 = BTreeMap::new();
         for (node, _) in self.roles.clone() {

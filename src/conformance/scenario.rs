@@ -644,15 +644,15 @@ impl Scenario {
                 None => At::Next,
             };
             if let Some(anchor) = &s.anchor {
-                if window.is_none() {
+                if window.is_none() && s.wait.as_deref() != Some("packet") {
                     return Err(bad(
                         anchor,
                         ErrorKind::BadValue,
-                        "anchor only with a window (at = \"+a~b\")".into(),
+                        "anchor only with a window (at = \"+a~b\") or on wait = \"packet\"".into(),
                         format!("anchor = {anchor:?}"),
                     ));
                 }
-                if !ids.contains(anchor) {
+                if !ids.contains(anchor) && anchor != "cell" {
                     return Err(bad(
                         anchor,
                         ErrorKind::DanglingReference,
@@ -743,6 +743,11 @@ impl Scenario {
                         });
                     }
                     "packet" => {
+                        let since = match (&window, s.anchor.as_deref()) {
+                            (None, Some("cell")) => Some(super::steps::Anchor::Cell),
+                            (None, Some(id)) => Some(super::steps::Anchor::Step(id.to_string())),
+                            _ => None,
+                        };
                         actions.push(Action::WaitPacket(super::steps::parse_packet_wait(
                             &super::steps::PacketFields {
                                 on: s.on.clone().map(OneOrMany::into_vec),
@@ -750,6 +755,7 @@ impl Scenario {
                                 count: s.count,
                                 expect: s.expect.clone(),
                                 timeout,
+                                since,
                             },
                             &links,
                             &|n: &str| is_node(n),
@@ -1243,8 +1249,13 @@ flow = { proto = "udp", from = "peer-a", to = "peer-b", packets = 100, max_loss 
         let e =
             parse(&STEPS.replace("start = \"router\"", "at = \"+1s~2s\"\nstart = \"router\"")).unwrap_err();
         assert!(e.to_string().contains("only on wait"), "{e}");
-        let e = parse(&STEPS.replace("at = \"+450ms~550ms\"\n", "")).unwrap_err();
+        let e = parse(&STEPS.replace("flow = {", "anchor = \"first\"\nflow = {")).unwrap_err();
         assert!(e.to_string().contains("anchor only with a window"), "{e}");
+        // On a packet wait an anchor alone says where counting starts.
+        let s = parse(&STEPS.replace("at = \"+450ms~550ms\"\n", "")).unwrap();
+        assert!(
+            matches!(&s.steps[2].action, Action::WaitPacket(w) if w.since == Some(crate::conformance::steps::Anchor::Step("first".into())))
+        );
         let e =
             parse(&STEPS.replace("start = \"router\"", "start = \"router\"\nid = \"first\"")).unwrap_err();
         assert!(e.to_string().contains("again"), "{e}");

@@ -19,6 +19,8 @@ fn ms(n: u64) -> Duration {
 fn iface(name: &str, segment: usize, address: &str, gateway: Option<&str>) -> IfaceSpec {
     IfaceSpec {
         aliases: Vec::new(),
+        address6: None,
+        gateway6: None,
         name: name.into(),
         segment,
         address: a(address),
@@ -41,6 +43,7 @@ fn segment(name: &str, net: &str, len: u8) -> SegmentSpec {
     SegmentSpec {
         name: name.into(),
         subnet: (a(net), len),
+        subnet6: None,
     }
 }
 

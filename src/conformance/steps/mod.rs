@@ -98,6 +98,9 @@ pub struct PacketWait {
     pub count: u32,
     pub expect: Presence,
     pub timeout: Duration,
+    /// Where counting starts when there is no window: the end of this step (or the cell's
+    /// start) instead of the previous step's end.
+    pub since: Option<Anchor>,
 }
 
 /// The keys of a `wait = "packet"` step as written.
@@ -108,6 +111,8 @@ pub struct PacketFields {
     pub count: Option<u32>,
     pub expect: Option<String>,
     pub timeout: Duration,
+    /// `anchor` without a window: where counting starts.
+    pub since: Option<Anchor>,
 }
 
 /// Reports an error about `needle` (text of the file), `offset` bytes into it.
@@ -190,6 +195,7 @@ pub fn parse_packet_wait(
         count,
         expect,
         timeout: f.timeout,
+        since: f.since.clone(),
     })
 }
 
@@ -287,6 +293,7 @@ mod tests {
             count,
             expect,
             timeout: Duration::from_secs(5),
+            since: None,
         }
     }
 
