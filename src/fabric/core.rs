@@ -644,8 +644,9 @@ impl Fabric {
     /// The segment's forwarding decision: which port receives what `from` sends.
     ///
     /// IPv4: the owner of `next_hop` if given (a router's choice), else of the destination
-    /// if it is inside the segment's subnet, else the sender's gateway. IPv6 (which the
-    /// lab only carries natively between two namespaces): to the other External member if
+    /// if it is inside the segment's subnet, else the sender's gateway. IPv6 on a
+    /// dual-stack segment: the owner of the destination inside `subnet6` (multicast has
+    /// none), else the sender's `gateway6`. IPv6 elsewhere: to the other External member if
     /// the segment has exactly two and the sender is one of them, else to the gateway.
     fn resolve(&self, from: usize, next_hop: Option<Ipv4Addr>, packet: &[u8]) -> Result<usize, DropReason> {
         let port = &self.ports[from];
