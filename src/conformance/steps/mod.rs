@@ -225,7 +225,7 @@ pub fn judge(
                 Judgement::Pass(format!("{what}: {n} seen, the last {} after the anchor", ms(t)))
             }
             _ => Judgement::Fail(format!(
-                "{what}: {} of {n} seen within {} ms",
+                "{what}: {} of {n} seen in the {} ms after the anchor",
                 matches.iter().filter(|&&t| t <= deadline).count(),
                 deadline.saturating_duration_since(baseline).as_millis()
             )),

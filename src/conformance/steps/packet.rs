@@ -6,7 +6,7 @@
 //! wait can count packets from an anchor in the past: the previous step's end, the cell's
 //! start, or a named step.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
@@ -30,7 +30,7 @@ const GRACE: Duration = Duration::from_millis(30);
 pub struct Watch {
     tap: Tap,
     names: BTreeMap<IfaceId, String>,
-    history: Vec<Facts>,
+    history: VecDeque<Facts>,
     /// Records lost to a full tap or history.
     lost: u64,
 }
@@ -49,41 +49,27 @@ impl Watch {
         Ok(Watch {
             tap,
             names,
-            history: Vec::new(),
+            history: VecDeque::new(),
             lost: 0,
         })
     }
 
-    fn keep(&mut self, p: crate::fabric::TapPacket) {
+    /// Classifies and keeps one tapped packet; returns it.
+    fn keep(&mut self, p: crate::fabric::TapPacket) -> &Facts {
         let link = self.names.get(&p.iface).map_or("?", String::as_str);
         let f = classify(link, p.direction, p.at, p.len, &p.data);
         if self.history.len() >= HISTORY_MAX {
-            self.history.remove(0);
+            self.history.pop_front();
             self.lost += 1;
         }
-        self.history.push(f);
-    }
-
-    /// Takes whatever the tap holds now.
-    fn pump(&mut self) {
-        for p in self.tap.drain() {
-            self.keep(p);
-        }
+        self.history.push_back(f);
+        &self.history[self.history.len() - 1]
     }
 
     /// Packets lost so far (a full tap or history): a wait that may have missed its packet
     /// says so instead of judging.
     pub fn lost(&self) -> u64 {
         self.lost + self.tap.overflowed()
-    }
-
-    fn matches(&self, wait: &PacketWait, ids: &Identities, baseline: Instant) -> Vec<Instant> {
-        self.history
-            .iter()
-            .filter(|f| f.at > baseline && wait.on.contains(&f.link))
-            .filter(|f| wait.filter.matches(f, ids))
-            .map(|f| f.at)
-            .collect()
     }
 
     /// Waits as `wait` says, counting packets after `baseline`; `window` is absolute.
@@ -101,17 +87,21 @@ impl Watch {
             None => started + wait.timeout,
         };
         let n = wait.count.max(1) as usize;
+        let wanted = |f: &Facts| f.at > baseline && wait.on.contains(&f.link) && wait.filter.matches(f, ids);
+        // What is already here (an anchor may reach back), then each new packet once.
+        for p in self.tap.drain() {
+            self.keep(p);
+        }
+        let mut found: Vec<Instant> = self.history.iter().filter(|f| wanted(f)).map(|f| f.at).collect();
+        found.sort();
         loop {
-            self.pump();
-            let found = self.matches(wait, ids, baseline);
             let decided = match (wait.expect, window) {
                 // The n-th packet decides, early, in time or late.
                 (Presence::Seen, _) => found.len() >= n,
                 (Presence::Absent, Some((lo, hi))) => found.iter().any(|&t| t >= lo && t <= hi),
                 (Presence::Absent, None) => !found.is_empty(),
             };
-            let now = Instant::now();
-            if decided || now >= deadline + GRACE {
+            if decided || Instant::now() >= deadline + GRACE {
                 let event = match wait.expect {
                     Presence::Seen => found.get(n - 1).copied(),
                     Presence::Absent => None,
@@ -119,7 +109,10 @@ impl Watch {
                 return (judge(wait, baseline, &found, window, deadline), event);
             }
             if let Some(p) = self.tap.next(deadline + GRACE) {
-                self.keep(p);
+                let f = self.keep(p);
+                if wanted(f) {
+                    found.push(f.at);
+                }
             }
         }
     }
