@@ -80,6 +80,13 @@ impl FlowSpec {
     /// Checks and completes a raw flow; errors name the offending value, what was expected
     /// and what was found.
     pub fn from_raw(r: RawFlow) -> Result<FlowSpec, FlowError> {
+        if r.from == r.to {
+            return Err((
+                r.to.clone(),
+                "a flow between two different nodes".into(),
+                format!("{:?} to itself", r.to),
+            ));
+        }
         let proto = match r.proto.as_str() {
             "tcp" => Proto::Tcp,
             "udp" => Proto::Udp,
@@ -370,6 +377,9 @@ mod tests {
         let u = FlowSpec::from_raw(raw("udp")).unwrap();
         assert_eq!((u.packets, u.size, u.max_loss), (Some(1000), 1000, 0.0));
         assert!(FlowSpec::from_raw(raw("sctp")).is_err());
+        let mut r = raw("tcp");
+        r.to = "peer-a".into();
+        assert!(FlowSpec::from_raw(r).is_err(), "a flow to itself");
         let mut r = raw("tcp");
         r.max_loss = Some(0.1);
         assert!(FlowSpec::from_raw(r).is_err(), "a loss bound on TCP");

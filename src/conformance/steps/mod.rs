@@ -30,7 +30,8 @@ pub enum Anchor {
 
 /// A packetdrill time window: the awaited event must happen no earlier than `lo` and no
 /// later than `hi` after the anchor. `at = "+25s~35s"` is relative to the previous step,
-/// `at = "25s~35s"` to the start of the cell, and `anchor = "<id>"` picks another step.
+/// `at = "25s~35s"` to the start of the cell, and `anchor = "<id>"` picks another step
+/// (`anchor = "cell"`: the start of the cell).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Window {
     pub anchor: Anchor,
@@ -68,6 +69,7 @@ pub fn parse_window(at: &str, anchor: Option<&str>) -> Result<Option<Window>, St
     let (lo, hi) = super::scenario::parse_duration_range(rest.trim_start_matches('+'))?;
     let anchor = match (relative, anchor) {
         (true, None) => Anchor::Previous,
+        (true, Some("cell")) => Anchor::Cell,
         (true, Some(id)) => Anchor::Step(id.to_string()),
         (false, None) => Anchor::Cell,
         (false, Some(_)) => {
@@ -380,6 +382,10 @@ mod tests {
         let w = parse_window("+1s~2s", Some("first-ka")).unwrap().unwrap();
         assert_eq!(w.anchor, Anchor::Step("first-ka".into()));
         assert!(w.describe().contains("first-ka"));
+        assert_eq!(
+            parse_window("+1s~2s", Some("cell")).unwrap().unwrap().anchor,
+            Anchor::Cell
+        );
         assert!(parse_window("+2s~1s", None).is_err());
         assert!(parse_window("1s~2s", Some("x")).is_err());
         assert!(parse_window("+1s~two", None).is_err());
