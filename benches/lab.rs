@@ -227,6 +227,7 @@ fn fabric_for(n: usize) -> Fabric {
         segments: vec![fabric::SegmentSpec {
             name: "seg".into(),
             subnet: (Ipv4Addr::new(10, 0, 0, 0), 16),
+            subnet6: None,
         }],
         nodes: (0..n)
             .map(|i| fabric::NodeSpec {
@@ -241,6 +242,8 @@ fn fabric_for(n: usize) -> Fabric {
                     egress: fabric::Impairment::default(),
                     ingress: fabric::Impairment::default(),
                     aliases: Vec::new(),
+                    address6: None,
+                    gateway6: None,
                 }],
             })
             .collect(),
@@ -546,12 +549,32 @@ fn bench_fabric() {
     println!("| path | sent pps | received pps | received Mbit/s | RTT median µs | RTT p99 µs | load |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
     let mut results = Vec::new();
-    for (label, capture, secs) in [
-        ("fabric", false, secs),
-        ("fabric, capture on", true, secs.min(1.0)),
+    for (label, capture, tapped, secs) in [
+        ("fabric", false, false, secs),
+        ("fabric, capture on", true, false, secs.min(1.0)),
+        ("fabric, tap on b/eth0, read", false, true, secs),
+        ("fabric, capture on, tap on b/eth0", true, true, secs.min(1.0)),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let lab = Lab::build(one_hop.clone(), options(dir.path(), capture)).unwrap();
+        // A live tap (what packet waits use) with a reader draining it.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = tapped.then(|| {
+            let tap = lab.tap(&["b/eth0"], 65_536, 512).unwrap();
+            let stop = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if tap
+                        .next(std::time::Instant::now() + Duration::from_millis(50))
+                        .is_some()
+                    {
+                        n += 1;
+                    }
+                }
+                (n, tap.overflowed())
+            })
+        });
         let rx = in_ns(lab.netns("b").unwrap(), || {
             UdpSocket::bind(SocketAddrV4::new(b, 5000))
         })
@@ -566,6 +589,10 @@ fn bench_fabric() {
         })
         .unwrap();
         let rtts = pingpong(tx, server, SocketAddrV4::new(b, 5001), rounds);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some((n, lost)) = reader.and_then(|r| r.join().ok()) {
+            eprintln!("{label}: the tap's reader took {n} packets, {lost} overflowed");
+        }
         lab.teardown().unwrap();
         let row = (s, r, pct(&rtts, 0.5), pct(&rtts, 0.99));
         println!(

@@ -129,6 +129,7 @@ fn fabric_spec(t: &Topology) -> Result<FabricSpec, LabError> {
         .map(|s| fabric::SegmentSpec {
             name: s.name.clone(),
             subnet: (s.subnet.addr(), s.subnet.prefix_len()),
+            subnet6: s.subnet6.map(|n| (n.addr(), n.prefix_len())),
         })
         .collect();
     let mut nodes = Vec::new();
@@ -178,6 +179,8 @@ fn fabric_spec(t: &Topology) -> Result<FabricSpec, LabError> {
                         .collect(),
                     _ => Vec::new(),
                 },
+                address6: i.address6,
+                gateway6: i.gateway6,
             });
         }
         nodes.push(fabric::NodeSpec {
@@ -291,6 +294,9 @@ struct UplinkPlan {
     prefix_len: u8,
     mtu: u32,
     gateway: Option<std::net::Ipv4Addr>,
+    /// Native IPv6: the address with its segment's prefix length, and the IPv6 gateway.
+    address6: Option<(std::net::Ipv6Addr, u8)>,
+    gateway6: Option<std::net::Ipv6Addr>,
     fabric_id: IfaceId,
 }
 
@@ -312,10 +318,24 @@ fn configure_uplinks(
     let mut default_set = false;
     for p in plans {
         let tun = Tun::create(&p.name)?;
-        // Uplinks carry the lab's IPv4; the kernel's IPv6 chatter (MLD, RS) on them is noise.
-        sysctl::disable_ipv6(tun.name(), true)?;
+        match p.address6 {
+            // Uplinks carry the lab's IPv4; the kernel's IPv6 chatter (MLD, RS) on them is noise.
+            None => sysctl::disable_ipv6(tun.name(), true)?,
+            // A dual-stack uplink: IPv6 without autoconfiguration, DAD or a link-local
+            // address (the fabric routes by the configured addresses alone).
+            Some(_) => {
+                sysctl::quiet_autoconf(tun.name())?;
+                sysctl::set_ipv6_conf(tun.name(), "addr_gen_mode", "1")?;
+            }
+        }
         nl.set_link_up(tun.ifindex(), Some(p.mtu))?;
         nl.add_address_v4(tun.ifindex(), p.address, p.prefix_len)?;
+        if let Some((a6, len)) = p.address6 {
+            nl.add_address_v6(tun.ifindex(), a6, len)?;
+            if let Some(gw6) = p.gateway6 {
+                nl.add_route_v6(tun.ifindex(), std::net::Ipv6Addr::UNSPECIFIED, 0, Some(gw6))?;
+            }
+        }
         if let (Some(gw), false) = (p.gateway, default_set) {
             nl.add_route_v4(tun.ifindex(), std::net::Ipv4Addr::UNSPECIFIED, 0, Some(gw))?;
             default_set = true;
@@ -862,6 +882,39 @@ impl Lab {
             .context(|| format!("controlling {nat}"))
     }
 
+    /// A live view of the packets recorded at `links` (`node/interface`; empty: every link)
+    /// from now on, at most `capacity` held, `snap` bytes of each (see [`fabric::Tap`]).
+    pub fn tap(&self, links: &[&str], capacity: usize, snap: usize) -> Result<fabric::Tap, LabError> {
+        let mut ids = BTreeSet::new();
+        for l in links {
+            ids.insert(
+                *self
+                    .links
+                    .get(*l)
+                    .ok_or_else(|| LabError::NoSuchLink((*l).into()))?,
+            );
+        }
+        let handle = self
+            .fabric
+            .as_ref()
+            .ok_or_else(|| LabError::Fabric("the fabric is not running".into()))?;
+        handle
+            .tap(fabric::TapSpec {
+                links: ids,
+                capacity,
+                snap,
+            })
+            .context(|| "opening a tap on the fabric".into())
+    }
+
+    /// The link name (`node/interface`) of a fabric interface.
+    pub fn link_name(&self, id: IfaceId) -> Option<&str> {
+        self.links
+            .iter()
+            .find(|(_, v)| **v == id)
+            .map(|(k, _)| k.as_str())
+    }
+
     /// Per-link counters of the fabric.
     pub fn stats(&self) -> Result<fabric::Stats, LabError> {
         let handle = self
@@ -967,6 +1020,14 @@ fn setup_node(
                 .map_or(32, |s| s.subnet.prefix_len()),
             mtu: iface.mtu,
             gateway: topology.gateway_of(node.name(), &iface.name),
+            address6: iface.address6.map(|a| {
+                let len = topology
+                    .segment(&iface.segment)
+                    .and_then(|s| s.subnet6)
+                    .map_or(128, |n| n.prefix_len());
+                (a, len)
+            }),
+            gateway6: iface.gateway6,
             fabric_id: IfaceId::new(node_index, i),
         })
         .collect();

@@ -21,4 +21,5 @@ pub mod probe;
 pub mod process;
 pub mod runs;
 pub mod topology;
+pub mod traffic;
 pub mod userns;

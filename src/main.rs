@@ -64,6 +64,9 @@ enum Cmd {
     /// The probe's agents (run by nat-probe inside the lab's namespaces).
     #[command(hide = true)]
     ProbeAgent(bedlab::probe::agent::AgentArgs),
+    /// The flow agent run inside nodes by flow steps (send or receive one verified flow).
+    #[command(hide = true)]
+    Flow(bedlab::traffic::agent::FlowArgs),
     /// Run conformance scenarios over a matrix of NATs and implementations.
     ///
     /// Writes out/<run-id>/: report.json, junit.xml, summary.md, report.html, and per cell
@@ -723,6 +726,9 @@ fn main() -> ExitCode {
         Cmd::Validate(a) => validate(a).map(|()| ExitCode::SUCCESS),
         Cmd::NatProbe(a) => nat_probe(a, &state_root),
         Cmd::ProbeAgent(a) => probe_agent(a),
+        Cmd::Flow(a) => bedlab::traffic::agent::run(a)
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(anyhow::Error::from),
         Cmd::Run(a) => run_suite(a, &state_root),
         Cmd::List(a) => list(a).map(|()| ExitCode::SUCCESS),
         Cmd::Report(ReportCmd::Merge { reports, out }) => merge_reports(&reports, &out),

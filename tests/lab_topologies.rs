@@ -29,6 +29,7 @@ use std::time::Duration;
 const COVERED: &[&str] = &[
     "double-nat",
     "mesh-50",
+    "native-v6",
     "no-nat",
     "one-hop",
     "same-nat",
@@ -383,6 +384,56 @@ fn double_nat_through_nat() {
 fn mesh_50_through_nat() {
     require_root!();
     nat_reachability("mesh-50");
+}
+
+/// The native IPv6 network behind the router: IPv4 as in `two-nats` for the peers (through
+/// their NATs to the router) and on-link on the dual-stack segment; native IPv6 between the
+/// router's second interface and the server, both ways; IPv6 on no other uplink.
+#[test]
+fn native_v6() {
+    require_root!();
+    let f = fixture("native-v6");
+    assert_eq!(f.nated, ["peer-a", "peer-b"]);
+    let pairs = vec![
+        ("peer-a".to_string(), ROUTER_ADDR),
+        ("peer-b".to_string(), ROUTER_ADDR),
+        ("server".to_string(), Ipv4Addr::new(192, 0, 2, 1)),
+        ("router".to_string(), Ipv4Addr::new(192, 0, 2, 2)),
+    ];
+    pings_ok(&f, &pairs);
+    for (node, dst) in [("server", "2001:db8:6::1"), ("router", "2001:db8:6::2")] {
+        let out = f
+            .lab
+            .exec(
+                node,
+                &sv(&["ping", "-6", "-n", "-c", "2", "-i", "0.05", "-W", "2", dst]),
+            )
+            .unwrap();
+        assert!(out.status.success(), "ping6 {node} -> {dst}:\n{}", text(&out));
+    }
+    let d = f.lab.stats().unwrap();
+    assert!(d.link("router/eth1").unwrap().delivered_packets >= 4);
+    assert!(d.link("server/eth0").unwrap().delivered_packets >= 4);
+    for (node, ifname, off) in [
+        ("peer-a", "eth0", "1"),
+        ("router", "eth0", "1"),
+        ("router", "eth1", "0"),
+        ("server", "eth0", "0"),
+    ] {
+        let out = f
+            .lab
+            .exec(
+                node,
+                &sv(&["cat", &format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6")]),
+            )
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            off,
+            "{node}/{ifname} disable_ipv6"
+        );
+    }
+    f.lab.teardown().unwrap();
 }
 
 /// The path helper itself, against a topology whose paths are known by heart, so the tests

@@ -34,6 +34,8 @@ pub const PLACEHOLDERS: &[&str] = &[
     "holddown",
     "probe_interval",
     "bypass_flag",
+    "native_prefix",
+    "route_flag",
 ];
 
 #[derive(Debug, Deserialize)]

@@ -14,5 +14,6 @@ pub mod progress;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod steps;
 pub mod toml_util;
 pub mod trace;

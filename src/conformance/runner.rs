@@ -155,6 +155,15 @@ struct CellRun<'a> {
     /// When a NAT was flushed or rebound (ns since the epoch).
     rebinding_at_ns: Option<u64>,
     started: Instant,
+    /// The live view of the links the scenario's packet waits watch (opened at the start
+    /// of the cell, only when there are such waits).
+    watch: Option<super::steps::packet::Watch>,
+    /// When the previous step ended (a wait: when its event happened).
+    last_end: Instant,
+    /// When each step with an `id` ended.
+    step_ends: BTreeMap<String, Instant>,
+    /// The event time the current step reports (a wait's packet or address).
+    event_at: Option<Instant>,
 }
 
 /// Applies the cell's NAT and impairment axes to the topology.
@@ -369,7 +378,27 @@ impl<'a> CellRun<'a> {
         v.insert("holddown", ms(t.holddown));
         v.insert("probe_interval", ms(t.probe_interval));
         v.insert("bypass_flag", String::new());
+        // The native IPv6 network behind the 6bed4 router, if the topology has one: the
+        // router announces it so that peers route it through the tunnel.
+        let native = self.native_prefix();
+        v.insert("native_prefix", native.clone().unwrap_or_default());
+        v.insert(
+            "route_flag",
+            native.map(|p| format!("--route={p}")).unwrap_or_default(),
+        );
         Ok(v)
+    }
+
+    /// The `subnet6` of the first dual-stack segment the 6bed4 router's host is on.
+    fn native_prefix(&self) -> Option<String> {
+        let t = self.lab.topology();
+        let router = t.nodes_with_role("6bed4-router").next()?;
+        router
+            .interfaces()
+            .iter()
+            .filter(|i| i.address6.is_some())
+            .find_map(|i| t.segment(&i.segment)?.subnet6)
+            .map(|n| n.to_string())
     }
 
     /// Which implementation and role a node runs.
@@ -515,10 +544,21 @@ impl<'a> CellRun<'a> {
             .map_or_else(|| "6bed4".to_string(), |r| r.ifname.clone())
     }
 
-    /// A ping target: a node's current tunnel address, or a literal address.
+    /// A ping target: a node's current tunnel address, a native host's IPv6 address (a node
+    /// that runs no 6bed4 role), or a literal address.
     fn target(&self, to: &str) -> Option<Ipv6Addr> {
         if let Ok(a) = to.parse() {
             return Some(a);
+        }
+        if !self.roles.contains_key(to) {
+            let native = self
+                .lab
+                .topology()
+                .node(to)
+                .and_then(|n| n.interfaces().iter().find_map(|i| i.address6));
+            if native.is_some() {
+                return native;
+            }
         }
         global_addresses(&self.lab, to, &self.ifname_of(to))
             .first()
@@ -644,16 +684,20 @@ impl<'a> CellRun<'a> {
             }
             Action::WaitAddress { nodes, timeout } | Action::WaitAddressChange { nodes, timeout } => {
                 let change = matches!(step.action, Action::WaitAddressChange { .. });
+                // A window replaces the timeout: the address must appear inside it.
+                let window = self.window_of(step);
+                let timeout = window.map_or(*timeout, |(_, hi)| hi.saturating_duration_since(Instant::now()));
                 for n in nodes {
                     let ifname = self.ifname_of(n);
                     let before = self.addresses.get(n).copied();
                     let mut got = None;
-                    let ok = Lab::wait_for(*timeout, || {
+                    let ok = Lab::wait_for(timeout, || {
                         got = global_addresses(&self.lab, n, &ifname)
                             .into_iter()
                             .find(|a| !change || Some(*a) != before);
                         got.is_some()
                     });
+                    let seen_at = Instant::now();
                     let what = if change { "a new address" } else { "an address" };
                     if !ok {
                         self.checks.push(step_check(
@@ -665,6 +709,19 @@ impl<'a> CellRun<'a> {
                         ));
                         return Err(Stop::Fail);
                     }
+                    if let (Some((lo, _)), Some(w)) = (window, &step.window) {
+                        if seen_at < lo {
+                            self.checks.push(step_check(
+                                step.index,
+                                format!("{n} has {what}"),
+                                Verdict::Fail,
+                                format!("{n} had {what} too early: before the window {}", w.describe()),
+                                &sc,
+                            ));
+                            return Err(Stop::Fail);
+                        }
+                    }
+                    self.event_at = Some(seen_at);
                     if let Some(a) = got {
                         self.addresses.insert(n.clone(), a);
                         self.checks.push(step_check(
@@ -688,6 +745,8 @@ impl<'a> CellRun<'a> {
                             timeout: *timeout,
                         },
                         index: step.index,
+                        id: None,
+                        window: None,
                     });
                 }
                 let (Some(a), Some(b)) = (self.target(from), self.target(to)) else {
@@ -970,7 +1029,157 @@ impl<'a> CellRun<'a> {
                     &sc,
                 ));
             }
+            Action::WaitPacket(wait) => self.wait_packet(step, wait)?,
+            Action::Flow(spec) => self.flow(step, spec)?,
         }
+        Ok(())
+    }
+
+    /// What a step's times count from: its window's anchor, else the previous step's end.
+    fn anchor_of(&self, step: &scenario::Step) -> Instant {
+        use super::steps::Anchor;
+        match step.window.as_ref().map(|w| &w.anchor) {
+            Some(Anchor::Cell) => self.started,
+            Some(Anchor::Step(id)) => self.step_ends.get(id).copied().unwrap_or(self.last_end),
+            _ => self.last_end,
+        }
+    }
+
+    /// The absolute window of a step.
+    fn window_of(&self, step: &scenario::Step) -> Option<(Instant, Instant)> {
+        step.window.as_ref().map(|w| w.at(self.anchor_of(step)))
+    }
+
+    /// Opens the packet watch when the scenario waits for packets: one tap over every link
+    /// any of its packet waits names.
+    fn open_watch(&mut self) -> Result<(), String> {
+        let mut links: Vec<String> = self
+            .cell
+            .scenario
+            .steps
+            .iter()
+            .filter_map(|s| match &s.action {
+                Action::WaitPacket(w) => Some(w.on.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        if links.is_empty() {
+            return Ok(());
+        }
+        links.sort();
+        links.dedup();
+        let watch = super::steps::packet::Watch::open(&self.lab, &links).map_err(|e| e.to_string())?;
+        self.watch = Some(watch);
+        Ok(())
+    }
+
+    /// `wait = "packet"`: see `steps::packet`.
+    fn wait_packet(&mut self, step: &scenario::Step, wait: &super::steps::PacketWait) -> Result<(), Stop> {
+        use super::steps::Judgement;
+        let started = Instant::now();
+        let window = self.window_of(step);
+        let baseline = match (&step.window, &wait.since) {
+            (None, Some(super::steps::Anchor::Cell)) => self.started,
+            (None, Some(super::steps::Anchor::Step(id))) => {
+                self.step_ends.get(id).copied().unwrap_or(self.last_end)
+            }
+            _ => self.anchor_of(step),
+        };
+        // Every node's current 6bed4 addresses, so filters can name peers and the router.
+        let mut v6 = BTreeMap::new();
+        for (node, _) in self.roles.clone() {
+            v6.insert(
+                node.clone(),
+                global_addresses(&self.lab, &node, &self.ifname_of(&node)),
+            );
+        }
+        let ids = super::steps::packet::identities(
+            self.lab.topology(),
+            std::net::SocketAddrV4::new(self.router_ip, self.router_port),
+            self.profile == "v01",
+            &v6,
+        );
+        let Some(watch) = self.watch.as_mut() else {
+            return Err(Stop::Error("no packet watch is open".into()));
+        };
+        let lost_before = watch.lost();
+        let (judgement, event) = watch.run(wait, &ids, baseline, window, started);
+        if watch.lost() != lost_before {
+            return Err(Stop::Error(format!(
+                "the packet tap lost {} records while waiting: the judgement would be unsound",
+                watch.lost() - lost_before
+            )));
+        }
+        let title = match &step.window {
+            Some(w) => format!(
+                "{:?} on {} at {}",
+                wait.filter_text,
+                wait.on.join(", "),
+                w.describe()
+            ),
+            None => format!("{:?} on {}", wait.filter_text, wait.on.join(", ")),
+        };
+        let (verdict, message, fail) = match judgement {
+            Judgement::Pass(m) => (Verdict::Pass, m, false),
+            Judgement::Fail(m) => (Verdict::Fail, m, true),
+        };
+        self.checks.push(step_check(
+            step.index,
+            title,
+            verdict,
+            message,
+            &self.cell.scenario,
+        ));
+        self.event_at = event;
+        if fail {
+            return Err(Stop::Fail);
+        }
+        Ok(())
+    }
+
+    /// Where a flow to `to` goes: its tunnel address when it runs a 6bed4 role, else its
+    /// native IPv6 address, else its first IPv4 address.
+    fn flow_target(&self, to: &str) -> Option<std::net::IpAddr> {
+        if self.roles.contains_key(to) {
+            return self.target(to).map(std::net::IpAddr::V6);
+        }
+        let node = self.lab.topology().node(to)?;
+        node.interfaces()
+            .iter()
+            .find_map(|i| i.address6)
+            .map(std::net::IpAddr::V6)
+            .or_else(|| node.interfaces().first().map(|i| std::net::IpAddr::V4(i.address)))
+    }
+
+    /// `flow = {...}`: see `steps::flow`.
+    fn flow(&mut self, step: &scenario::Step, spec: &super::steps::flow::FlowSpec) -> Result<(), Stop> {
+        let title = spec.title();
+        let Some(target) = self.flow_target(&spec.to) else {
+            self.checks.push(step_check(
+                step.index,
+                title,
+                Verdict::Fail,
+                format!("{} has no address to send to", spec.to),
+                &self.cell.scenario,
+            ));
+            return Ok(());
+        };
+        let report =
+            super::steps::flow::run(&self.lab, &self.ctx.bedlab, spec, target).map_err(Stop::Error)?;
+        let (ok, message) = spec.judge(&report);
+        let verdict = match (ok, spec.expect) {
+            (_, super::steps::flow::FlowExpect::Any) => Verdict::Info,
+            (true, _) => Verdict::Pass,
+            (false, _) => Verdict::Fail,
+        };
+        self.checks.push(step_check(
+            step.index,
+            format!("{title} to {target}"),
+            verdict,
+            message,
+            &self.cell.scenario,
+        ));
         Ok(())
     }
 
@@ -1302,20 +1511,30 @@ pub fn run_cell(index: usize, cell: &Cell, suite: &Suite, ctx: &RunContext) -> C
         injection: None,
         rebinding_at_ns: None,
         started,
+        watch: None,
+        last_end: Instant::now(),
+        step_ends: BTreeMap::new(),
+        event_at: None,
     };
     let mut stopped = None;
-    let mut last_end = Instant::now();
-    for step in &cell.scenario.steps {
+    if let Err(e) = run.open_watch() {
+        stopped = Some(Stop::Error(e));
+    }
+    for step in cell.scenario.steps.iter().filter(|_| stopped.is_none()) {
         match step.at {
             At::Next => {}
-            At::After(d) => std::thread::sleep((last_end + d).saturating_duration_since(Instant::now())),
+            At::After(d) => std::thread::sleep((run.last_end + d).saturating_duration_since(Instant::now())),
             At::Since(d) => std::thread::sleep((run.started + d).saturating_duration_since(Instant::now())),
         }
         if let Err(s) = run.run_step(step) {
             stopped = Some(s);
             break;
         }
-        last_end = Instant::now();
+        let end = run.event_at.take().unwrap_or_else(Instant::now);
+        run.last_end = end;
+        if let Some(id) = &step.id {
+            run.step_ends.insert(id.clone(), end);
+        }
     }
     // Processes still running at the end that crashed meanwhile are failures.
     let crashed: Vec<String> = run

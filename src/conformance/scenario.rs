@@ -101,6 +101,17 @@ struct RawStep {
     nat: Option<RawNat>,
     link: Option<RawLink>,
     inject: Option<RawInject>,
+    /// A name later steps' windows can be anchored to.
+    id: Option<String>,
+    /// The step a window (`at = "+a~b"`) counts from.
+    anchor: Option<String>,
+    /// `wait = "packet"`: the link ends to watch.
+    on: Option<OneOrMany>,
+    filter: Option<String>,
+    count: Option<u32>,
+    /// `wait = "packet"`: `"seen"` (default) or `"absent"`.
+    expect: Option<String>,
+    flow: Option<super::steps::flow::RawFlow>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -332,6 +343,10 @@ pub enum Action {
         to: String,
         corpus: String,
     },
+    /// Wait for packets matching a filter on some links (see `steps`).
+    WaitPacket(super::steps::PacketWait),
+    /// A verified UDP or TCP flow between two nodes (see `steps::flow`).
+    Flow(super::steps::flow::FlowSpec),
 }
 
 /// A step and when it runs.
@@ -341,6 +356,10 @@ pub struct Step {
     pub action: Action,
     /// 1-based position in the file, for messages.
     pub index: usize,
+    /// The step's name, for anchors.
+    pub id: Option<String>,
+    /// For waits: the window the awaited event must fall in (`at = "+a~b"`).
+    pub window: Option<super::steps::Window>,
 }
 
 /// Timer settings passed to implementations that claim `configurable_timers`.
@@ -642,19 +661,62 @@ impl Scenario {
         };
 
         let mut steps = Vec::new();
+        let mut ids: Vec<String> = Vec::new();
+        let links: Vec<String> = topology.links().map(|l| l.to_string()).collect();
         for (i, s) in raw.steps.into_iter().enumerate() {
             let index = i + 1;
+            let window = match &s.at {
+                Some(a) => super::steps::parse_window(a, s.anchor.as_deref()).map_err(|e| {
+                    bad(
+                        a,
+                        ErrorKind::BadValue,
+                        "a window such as \"+450ms~550ms\" or \"25s~35s\"".into(),
+                        e,
+                    )
+                })?,
+                None => None,
+            };
             let step_at = match &s.at {
+                Some(_) if window.is_some() => At::Next,
                 Some(a) => parse_at(a).map_err(|e| {
                     bad(
                         a,
                         ErrorKind::BadValue,
-                        "a time such as \"+2s\" or \"30s\"".into(),
+                        "a time such as \"+2s\" or \"30s\", or a window \"+1s~2s\"".into(),
                         e,
                     )
                 })?,
                 None => At::Next,
             };
+            if let Some(anchor) = &s.anchor {
+                if window.is_none() && s.wait.as_deref() != Some("packet") {
+                    return Err(bad(
+                        anchor,
+                        ErrorKind::BadValue,
+                        "anchor only with a window (at = \"+a~b\") or on wait = \"packet\"".into(),
+                        format!("anchor = {anchor:?}"),
+                    ));
+                }
+                if !ids.contains(anchor) && anchor != "cell" {
+                    return Err(bad(
+                        anchor,
+                        ErrorKind::DanglingReference,
+                        format!("the id of an earlier step ({})", ids.join(", ")),
+                        format!("{anchor:?}"),
+                    ));
+                }
+            }
+            if let Some(id) = &s.id {
+                if ids.contains(id) || id == "cell" {
+                    return Err(bad(
+                        id,
+                        ErrorKind::DuplicateName,
+                        "a step id no earlier step has".into(),
+                        format!("{id:?} again"),
+                    ));
+                }
+                ids.push(id.clone());
+            }
             let check_node = |n: &str| -> Result<(), Box<Diagnostic>> {
                 if is_node(n) || n == "router" && is_node("router") {
                     Ok(())
@@ -757,11 +819,34 @@ impl Scenario {
                             Action::WaitPath { from, to, timeout }
                         });
                     }
+                    "packet" => {
+                        let since = match (&window, s.anchor.as_deref()) {
+                            (None, Some("cell")) => Some(super::steps::Anchor::Cell),
+                            (None, Some(id)) => Some(super::steps::Anchor::Step(id.to_string())),
+                            _ => None,
+                        };
+                        actions.push(Action::WaitPacket(super::steps::parse_packet_wait(
+                            &super::steps::PacketFields {
+                                on: s.on.clone().map(OneOrMany::into_vec),
+                                filter: s.filter.clone(),
+                                count: s.count,
+                                expect: s.expect.clone(),
+                                timeout,
+                                since,
+                            },
+                            &links,
+                            &|n: &str| is_node(n),
+                            &|needle, offset, kind, expected, found| {
+                                let span = text.find(needle).map_or(0..0, |i| i + offset..i + offset + 1);
+                                toml_util::error_at(text, origin, span, kind, expected, found)
+                            },
+                        )?));
+                    }
                     other => {
                         return Err(bad(
                             other,
                             ErrorKind::BadValue,
-                            "\"address\", \"address-change\", \"direct\" or \"path\"".into(),
+                            "\"address\", \"address-change\", \"direct\", \"path\" or \"packet\"".into(),
                             format!("{other:?}"),
                         ));
                     }
@@ -874,11 +959,57 @@ impl Scenario {
                     corpus: inj.corpus,
                 });
             }
+            if s.wait.as_deref() != Some("packet") {
+                for (key, given) in [
+                    ("on", s.on.is_some()),
+                    ("filter", s.filter.is_some()),
+                    ("count", s.count.is_some()),
+                    ("expect", s.expect.is_some()),
+                ] {
+                    if given {
+                        return Err(Box::new(Diagnostic {
+                            origin: origin.to_string(),
+                            position: None,
+                            path: Some(format!("step[{index}].{key}")),
+                            kind: ErrorKind::UnknownKey,
+                            expected: format!("{key} only with wait = \"packet\""),
+                            found: key.into(),
+                        }));
+                    }
+                }
+            }
+            if let Some(f) = s.flow {
+                let spec =
+                    super::steps::flow::FlowSpec::from_raw(f).map_err(|(needle, expected, found)| {
+                        bad(&needle, ErrorKind::BadValue, expected, found)
+                    })?;
+                check_node(&spec.from)?;
+                check_node(&spec.to)?;
+                actions.push(Action::Flow(spec));
+            }
+            if window.is_some()
+                && !matches!(
+                    actions.first(),
+                    Some(
+                        Action::WaitPacket(_) | Action::WaitAddress { .. } | Action::WaitAddressChange { .. }
+                    )
+                )
+            {
+                let a = s.at.as_deref().unwrap_or_default();
+                return Err(bad(
+                    a,
+                    ErrorKind::BadValue,
+                    "a window (a~b) only on wait = \"packet\", \"address\" or \"address-change\"; other steps take a time such as \"+2s\"".into(),
+                    format!("{a:?}"),
+                ));
+            }
             match actions.len() {
                 1 => steps.push(Step {
                     at: step_at,
                     action: actions.remove(0),
                     index,
+                    id: s.id.clone(),
+                    window: window.clone(),
                 }),
                 0 => {
                     return Err(Box::new(Diagnostic {
@@ -887,7 +1018,7 @@ impl Scenario {
                         path: Some(format!("step[{index}]")),
                         kind: ErrorKind::MissingKey,
                         expected:
-                            "one action: start, stop, restart, wait, ping, mesh, sleep, nat, link or inject"
+                            "one action: start, stop, restart, wait, ping, mesh, sleep, nat, link, inject or flow"
                                 .into(),
                         found: "none".into(),
                     }))
@@ -1115,6 +1246,132 @@ path = { "peer-a>peer-b" = "table" }
             expected_path(Some("port-restricted-cone+hairpin"), None, true),
             "direct"
         );
+    }
+
+    const STEPS: &str = r#"
+name = "steps"
+topology = "two-nats"
+[[step]]
+start = "router"
+[[step]]
+id = "first"
+wait = "packet"
+on = "nat-a/wan"
+filter = "ka from peer-a and ttl <= 3"
+[[step]]
+at = "+450ms~550ms"
+anchor = "first"
+wait = "packet"
+on = ["nat-a/wan", "router/eth0"]
+filter = "ra to peer-a"
+count = 2
+[[step]]
+at = "20s~30s"
+wait = "packet"
+on = "nat-b/wan"
+filter = "data via-router"
+expect = "absent"
+[[step]]
+flow = { proto = "udp", from = "peer-a", to = "peer-b", packets = 100, max_loss = 0.1 }
+"#;
+
+    #[test]
+    fn packet_waits_windows_and_flows_parse() {
+        let s = parse(STEPS).unwrap();
+        assert_eq!(s.steps.len(), 5);
+        assert_eq!(s.steps[1].id.as_deref(), Some("first"));
+        let Action::WaitPacket(w) = &s.steps[2].action else {
+            panic!("{:?}", s.steps[2].action)
+        };
+        assert_eq!((w.count, w.on.len()), (2, 2));
+        let win = s.steps[2].window.clone().unwrap();
+        assert_eq!(
+            win.anchor,
+            crate::conformance::steps::Anchor::Step("first".into())
+        );
+        assert_eq!(
+            (win.lo, win.hi),
+            (Duration::from_millis(450), Duration::from_millis(550))
+        );
+        assert_eq!(
+            s.steps[3].window.as_ref().map(|w| w.anchor.clone()),
+            Some(crate::conformance::steps::Anchor::Cell)
+        );
+        assert!(
+            matches!(&s.steps[3].action, Action::WaitPacket(w) if w.expect == crate::conformance::steps::Presence::Absent)
+        );
+        assert!(matches!(&s.steps[4].action, Action::Flow(f) if f.packets == Some(100)));
+    }
+
+    #[test]
+    fn new_step_errors_name_line_and_column() {
+        let cases = [
+            // A filter error points at the offending word inside the string.
+            (
+                STEPS.replace("ka from peer-a", "ka from peer-x"),
+                "s.toml:10:19:",
+                "peer-x",
+            ),
+            (
+                STEPS.replace("ra to peer-a", "ra tu peer-a"),
+                "s.toml:16:14:",
+                "tu",
+            ),
+            (
+                STEPS.replace(
+                    "on = \"nat-a/wan\"\nfilter = \"ka",
+                    "on = \"nat-z/wan\"\nfilter = \"ka",
+                ),
+                "s.toml:9:7:",
+                "nat-z/wan",
+            ),
+            (
+                STEPS.replace("anchor = \"first\"", "anchor = \"frist\""),
+                "s.toml:13:11:",
+                "frist",
+            ),
+            (
+                STEPS.replace("\"20s~30s\"", "\"30s~20s\""),
+                "s.toml:19:7:",
+                "ends before it starts",
+            ),
+            (
+                STEPS.replace("expect = \"absent\"", "expect = \"gone\""),
+                "s.toml:23:11:",
+                "gone",
+            ),
+            (
+                STEPS.replace("proto = \"udp\"", "proto = \"sctp\""),
+                "s.toml:25:19:",
+                "sctp",
+            ),
+            (
+                STEPS.replace("to = \"peer-b\"", "to = \"peer-q\""),
+                "s.toml:25:",
+                "peer-q",
+            ),
+        ];
+        for (text, at, what) in cases {
+            let e = parse(&text).unwrap_err().to_string();
+            assert!(e.starts_with(at) && e.contains(what), "{at} {what}: {e}");
+        }
+        // A window only on waits; an anchor only with a window; ids unique.
+        let e =
+            parse(&STEPS.replace("start = \"router\"", "at = \"+1s~2s\"\nstart = \"router\"")).unwrap_err();
+        assert!(e.to_string().contains("only on wait"), "{e}");
+        let e = parse(&STEPS.replace("flow = {", "anchor = \"first\"\nflow = {")).unwrap_err();
+        assert!(e.to_string().contains("anchor only with a window"), "{e}");
+        // On a packet wait an anchor alone says where counting starts.
+        let s = parse(&STEPS.replace("at = \"+450ms~550ms\"\n", "")).unwrap();
+        assert!(
+            matches!(&s.steps[2].action, Action::WaitPacket(w) if w.since == Some(crate::conformance::steps::Anchor::Step("first".into())))
+        );
+        let e =
+            parse(&STEPS.replace("start = \"router\"", "start = \"router\"\nid = \"first\"")).unwrap_err();
+        assert!(e.to_string().contains("again"), "{e}");
+        let e =
+            parse(&STEPS.replace("start = \"router\"", "start = \"router\"\nfilter = \"ka\"")).unwrap_err();
+        assert!(e.to_string().contains("only with wait"), "{e}");
     }
 
     #[test]

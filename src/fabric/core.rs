@@ -2,7 +2,7 @@
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
 use super::link::{LinkDir, Transit};
@@ -39,6 +39,8 @@ struct Port {
     segment: usize,
     /// The port that owns this interface's gateway address, resolved once at build time.
     gateway: Option<usize>,
+    /// The same for IPv6 (`gateway6`).
+    gateway6: Option<usize>,
     mtu: usize,
     external: bool,
     egress: LinkDir,
@@ -58,13 +60,30 @@ struct Segment {
     len: u8,
     /// Address -> port that owns it.
     owners: HashMap<Ipv4Addr, usize>,
-    /// Ports of External nodes on this segment (for the IPv6 rule).
+    /// Ports of External nodes on this segment (for the IPv6 rule without `subnet6`).
     externals: Vec<usize>,
+    /// A dual-stack segment's IPv6 subnet (network, prefix length).
+    net6: Option<(u128, u8)>,
+    /// IPv6 address -> port that owns it.
+    owners6: HashMap<Ipv6Addr, usize>,
+}
+
+fn mask6(len: u8) -> u128 {
+    match len {
+        0 => 0,
+        l if l >= 128 => u128::MAX,
+        l => u128::MAX << (128 - u32::from(l)),
+    }
 }
 
 impl Segment {
     fn contains(&self, a: Ipv4Addr) -> bool {
         (u32::from(a) ^ self.net) & mask(self.len) == 0
+    }
+
+    fn contains6(&self, a: Ipv6Addr) -> Option<bool> {
+        self.net6
+            .map(|(net, len)| (u128::from(a) ^ net) & mask6(len) == 0)
     }
 }
 
@@ -151,6 +170,14 @@ impl Fabric {
                 len: s.subnet.1,
                 owners: HashMap::new(),
                 externals: Vec::new(),
+                net6: match s.subnet6 {
+                    Some((_, len)) if len > 128 => {
+                        return err(format!("segment {}: IPv6 prefix length {len} over 128", s.name))
+                    }
+                    Some((a, len)) => Some((u128::from(a) & mask6(len), len)),
+                    None => None,
+                },
+                owners6: HashMap::new(),
             });
         }
 
@@ -194,6 +221,14 @@ impl Fabric {
                         ));
                     }
                 }
+                if let Some(a6) = ifs.address6 {
+                    if seg.contains6(a6) != Some(true) || seg.owners6.insert(a6, ports.len()).is_some() {
+                        return err(format!(
+                            "interface {name}: IPv6 address {a6} is outside segment {}'s IPv6 subnet or used twice",
+                            seg_spec.name
+                        ));
+                    }
+                }
                 if !(68..=65535).contains(&ifs.mtu) {
                     return err(format!("interface {name}: mtu {} not in 68..=65535", ifs.mtu));
                 }
@@ -216,6 +251,7 @@ impl Fabric {
                     name,
                     segment: ifs.segment,
                     gateway: None,
+                    gateway6: None,
                     mtu: ifs.mtu as usize,
                     external,
                     stats: LinkStats::default(),
@@ -249,6 +285,18 @@ impl Fabric {
         // Gateways, now that every address is known.
         for (n, node) in spec.nodes.iter().enumerate() {
             for (i, ifs) in node.interfaces.iter().enumerate() {
+                if let Some(gw6) = ifs.gateway6 {
+                    let p = nodes[n].first_port + i;
+                    match segments[ifs.segment].owners6.get(&gw6) {
+                        Some(&owner) if owner != p => ports[p].gateway6 = Some(owner),
+                        _ => {
+                            return err(format!(
+                                "interface {}: IPv6 gateway {gw6} is not another interface's address on segment {}",
+                                ports[p].name, spec.segments[ifs.segment].name
+                            ))
+                        }
+                    }
+                }
                 let Some(gw) = ifs.gateway else { continue };
                 let p = nodes[n].first_port + i;
                 let seg = &segments[ifs.segment];
@@ -596,8 +644,9 @@ impl Fabric {
     /// The segment's forwarding decision: which port receives what `from` sends.
     ///
     /// IPv4: the owner of `next_hop` if given (a router's choice), else of the destination
-    /// if it is inside the segment's subnet, else the sender's gateway. IPv6 (which the
-    /// lab only carries natively between two namespaces): to the other External member if
+    /// if it is inside the segment's subnet, else the sender's gateway. IPv6 on a
+    /// dual-stack segment: the owner of the destination inside `subnet6` (multicast has
+    /// none), else the sender's `gateway6`. IPv6 elsewhere: to the other External member if
     /// the segment has exactly two and the sender is one of them, else to the gateway.
     fn resolve(&self, from: usize, next_hop: Option<Ipv4Addr>, packet: &[u8]) -> Result<usize, DropReason> {
         let port = &self.ports[from];
@@ -610,6 +659,17 @@ impl Fabric {
                     None => return port.gateway.ok_or(DropReason::NoRoute),
                 };
                 seg.owners.get(&target).copied().ok_or(DropReason::NoHost)
+            }
+            Some(packet::IpInfo::V6(info)) if seg.net6.is_some() => {
+                // A dual-stack segment routes IPv6 like IPv4: on-link by its subnet, else
+                // the gateway. Multicast (the kernels' MLD reports, say) has no owner here.
+                if info.dst.is_multicast() {
+                    return Err(DropReason::NoHost);
+                }
+                if seg.contains6(info.dst) == Some(true) {
+                    return seg.owners6.get(&info.dst).copied().ok_or(DropReason::NoHost);
+                }
+                port.gateway6.ok_or(DropReason::NoRoute)
             }
             Some(packet::IpInfo::V6(_)) => {
                 if port.external && seg.externals.len() == 2 {

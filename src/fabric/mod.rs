@@ -25,8 +25,14 @@
 //! A TUN gives a packet but no next hop, so the segment decides: a destination inside the
 //! subnet goes to the interface that owns it (none: dropped as [`DropReason::NoHost`]),
 //! anything else to the sender's gateway (none: [`DropReason::NoRoute`]). Fabric nodes such
-//! as [`Router`] name their next hop explicitly. IPv6 (not routed by the fabric) goes to the
-//! other External interface on a segment with exactly two, otherwise to the gateway.
+//! as [`Router`] name their next hop explicitly. On a dual-stack segment
+//! ([`SegmentSpec::subnet6`]) IPv6 is resolved the same way, by `address6` owner on-link and
+//! `gateway6` off-link (multicast has no owner); elsewhere IPv6 goes to the other External
+//! interface on a segment with exactly two, otherwise to the gateway. Fabric routers do not
+//! route IPv6.
+//!
+//! The shell can also hand what it records to live [`Tap`]s (bounded rings of packet
+//! heads), for steps that react to packets while a scenario runs.
 //!
 //! *Nodes* are External (namespaces: their interfaces are TUN devices owned by the shell) or
 //! fabric nodes implementing [`Node`] (routers now, NATs later): they receive packets on one
@@ -52,6 +58,7 @@ pub mod packet;
 mod runner;
 mod spec;
 mod stats;
+mod tap;
 
 #[cfg(test)]
 mod shell_tests;
@@ -68,6 +75,7 @@ pub use self::spec::{
     DEFAULT_QUEUE_LIMIT, MAX_DELAY,
 };
 pub use self::stats::{DropReason, Drops, LinkStats, LinkStatsEntry, Stats};
+pub use self::tap::{Tap, TapPacket, TapSpec};
 
 /// Why a fabric could not be built or changed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

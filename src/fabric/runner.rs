@@ -59,6 +59,7 @@ enum Control {
         mpsc::Sender<Result<(), super::FabricError>>,
     ),
     SetCapture(bool, mpsc::Sender<()>),
+    Tap(Arc<super::tap::TapShared>, mpsc::Sender<()>),
     Stats(mpsc::Sender<Stats>),
     Node(
         usize,
@@ -164,6 +165,8 @@ impl FabricRunner {
             armed: None,
             control: rx,
             sink: self.sink,
+            sink_on: true,
+            taps: Vec::new(),
             clock: (Instant::now(), SystemTime::now()),
             pool: Vec::new(),
             buf_size,
@@ -227,6 +230,15 @@ impl FabricHandle {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
     }
 
+    /// Opens a live [`super::Tap`] on some capture points (see `fabric/tap.rs`): from now
+    /// on, the packets recorded there are copied into its bounded ring. Works with or
+    /// without a capture sink; closing the tap (dropping it) stops the copying.
+    pub fn tap(&self, spec: super::TapSpec) -> io::Result<super::Tap> {
+        let (tap, shared) = super::tap::Tap::new(spec);
+        self.request(|tx| Control::Tap(shared, tx))?;
+        Ok(tap)
+    }
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> io::Result<Stats> {
         self.request(Control::Stats)
@@ -285,6 +297,10 @@ struct Shell {
     armed: Option<Instant>,
     control: mpsc::Receiver<Control>,
     sink: Option<CaptureSink>,
+    /// Whether the sink takes records (paused by `set_capture(false)`).
+    sink_on: bool,
+    /// Open taps; closed ones are removed at the next record.
+    taps: Vec<Arc<super::tap::TapShared>>,
     clock: (Instant, SystemTime),
     pool: Vec<Vec<u8>>,
     buf_size: usize,
@@ -330,6 +346,9 @@ impl Shell {
     /// Hands the remaining captures to the sink and gives back the core and descriptors.
     fn finish(mut self) -> Stopped {
         self.flush_captures();
+        for t in &self.taps {
+            t.close();
+        }
         Stopped {
             fabric: self.fabric,
             tuns: self
@@ -350,8 +369,13 @@ impl Shell {
                     let _ = reply.send(self.fabric.set_impairment(id, dir, imp));
                 }
                 Ok(Control::SetCapture(on, reply)) => {
-                    // Without a sink nobody would take the records: they would pile up.
-                    self.fabric.set_capture(on && self.sink.is_some());
+                    self.sink_on = on;
+                    self.update_capture();
+                    let _ = reply.send(());
+                }
+                Ok(Control::Tap(shared, reply)) => {
+                    self.taps.push(shared);
+                    self.update_capture();
                     let _ = reply.send(());
                 }
                 Ok(Control::Stats(reply)) => {
@@ -451,17 +475,35 @@ impl Shell {
         self.flush_captures();
     }
 
+    /// The core records packets while someone takes them: a running sink or an open tap.
+    /// Without either, nobody would take the records: they would pile up.
+    fn update_capture(&mut self) {
+        let on = (self.sink_on && self.sink.is_some()) || !self.taps.is_empty();
+        self.fabric.set_capture(on);
+    }
+
     fn flush_captures(&mut self) {
-        let Some(sink) = self.sink.as_mut() else {
+        if !self.fabric.capture_enabled() {
             return;
-        };
+        }
         let (base_i, base_s) = self.clock;
+        let before = self.taps.len();
+        self.taps.retain(super::tap::in_use);
+        let mut sink = if self.sink_on { self.sink.as_mut() } else { None };
         for ev in self.fabric.take_captures() {
-            let wall = match ev.at.checked_duration_since(base_i) {
-                Some(d) => base_s + d,
-                None => base_s - base_i.saturating_duration_since(ev.at),
-            };
-            sink(ev, wall);
+            for t in &self.taps {
+                t.offer(&ev);
+            }
+            if let Some(sink) = sink.as_mut() {
+                let wall = match ev.at.checked_duration_since(base_i) {
+                    Some(d) => base_s + d,
+                    None => base_s - base_i.saturating_duration_since(ev.at),
+                };
+                sink(ev, wall);
+            }
+        }
+        if self.taps.len() != before {
+            self.update_capture();
         }
     }
 }

@@ -53,6 +53,8 @@ fn host(addr: &str, mtu: u32, gateway: Option<&str>) -> (NetNs, OwnedFd) {
 fn iface(name: &str, segment: usize, address: &str, gateway: Option<&str>, mtu: u32) -> IfaceSpec {
     IfaceSpec {
         aliases: Vec::new(),
+        address6: None,
+        gateway6: None,
         name: name.into(),
         segment,
         address: a(address),
@@ -87,6 +89,7 @@ fn udp_crosses_the_fabric_between_two_namespaces() {
         segments: vec![SegmentSpec {
             name: "lan".into(),
             subnet: (a("10.0.0.0"), 24),
+            subnet6: None,
         }],
         nodes: vec![
             NodeSpec {
@@ -215,10 +218,12 @@ fn ping_through_a_fabric_router() {
             SegmentSpec {
                 name: "left".into(),
                 subnet: (a("10.1.0.0"), 24),
+                subnet6: None,
             },
             SegmentSpec {
                 name: "right".into(),
                 subnet: (a("10.2.0.0"), 24),
+                subnet6: None,
             },
         ],
         nodes: vec![
@@ -375,6 +380,7 @@ fn throughput_fabric_vs_veth() {
         segments: vec![SegmentSpec {
             name: "lan".into(),
             subnet: (a("10.0.0.0"), 24),
+            subnet6: None,
         }],
         nodes: vec![
             NodeSpec {

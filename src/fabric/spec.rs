@@ -6,7 +6,7 @@
 //! converts one into the other, so either can change without dragging the other along.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 /// A whole fabric: every segment and every node with its interfaces.
@@ -28,6 +28,9 @@ pub struct SegmentSpec {
     pub name: String,
     /// Network address and prefix length; host bits are ignored.
     pub subnet: (Ipv4Addr, u8),
+    /// The native IPv6 subnet of a dual-stack segment: IPv6 inside it goes to the interface
+    /// owning the destination, anything else to the sender's `gateway6`.
+    pub subnet6: Option<(Ipv6Addr, u8)>,
 }
 
 /// What a node is, which decides who handles the packets its interfaces receive.
@@ -72,6 +75,10 @@ pub struct IfaceSpec {
     /// Further addresses this interface owns on its segment (a NAT's external address
     /// pool): the segment delivers packets for them here too.
     pub aliases: Vec<Ipv4Addr>,
+    /// Its native IPv6 address, inside the segment's `subnet6`.
+    pub address6: Option<Ipv6Addr>,
+    /// Where IPv6 for destinations outside `subnet6` goes: another interface's `address6`.
+    pub gateway6: Option<Ipv6Addr>,
 }
 
 /// How one direction of a link mistreats packets. [`Impairment::default`] is a perfect link.

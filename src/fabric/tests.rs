@@ -19,6 +19,8 @@ fn ms(n: u64) -> Duration {
 fn iface(name: &str, segment: usize, address: &str, gateway: Option<&str>) -> IfaceSpec {
     IfaceSpec {
         aliases: Vec::new(),
+        address6: None,
+        gateway6: None,
         name: name.into(),
         segment,
         address: a(address),
@@ -41,6 +43,7 @@ fn segment(name: &str, net: &str, len: u8) -> SegmentSpec {
     SegmentSpec {
         name: name.into(),
         subnet: (a(net), len),
+        subnet6: None,
     }
 }
 
@@ -237,6 +240,88 @@ fn ipv6_goes_to_the_other_of_two_hosts_else_to_the_gateway_else_nowhere() {
     assert!(f.poll_delivery(t0).is_none());
     assert_eq!(f.stats().link("r/l").unwrap().delivered_packets, 1);
     assert_eq!(f.stats().link("r/l").unwrap().dropped.no_route, 1);
+}
+
+fn v6(s: &str) -> Ipv6Addr {
+    s.parse().unwrap()
+}
+
+fn ipv6_to(src: &str, dst: &str) -> Vec<u8> {
+    let mut p = vec![0x60, 0, 0, 0, 0, 4, 59, 64];
+    p.extend_from_slice(&v6(src).octets());
+    p.extend_from_slice(&v6(dst).octets());
+    p.extend_from_slice(b"six!");
+    p
+}
+
+/// A dual-stack segment: `gw` 2001:db8:6::1, `srv` ::2 (default route via `gw`), `c` ::3,
+/// and `v4only` without IPv6 (so the two-hosts rule cannot be what delivers).
+fn dual_stack() -> FabricSpec {
+    let mut seg = segment("native", "192.0.2.0", 24);
+    seg.subnet6 = Some((v6("2001:db8:6::"), 64));
+    let six = |name: &str, a4: &str, a6: &str, gw6: Option<&str>| {
+        let mut i = iface(name, 0, a4, None);
+        i.address6 = Some(v6(a6));
+        i.gateway6 = gw6.map(v6);
+        i
+    };
+    FabricSpec {
+        seed: 1,
+        segments: vec![seg],
+        nodes: vec![
+            host("gw", vec![six("eth1", "192.0.2.1", "2001:db8:6::1", None)]),
+            host(
+                "srv",
+                vec![six("eth0", "192.0.2.2", "2001:db8:6::2", Some("2001:db8:6::1"))],
+            ),
+            host("c", vec![six("eth0", "192.0.2.3", "2001:db8:6::3", None)]),
+            host("v4only", vec![iface("eth0", 0, "192.0.2.4", None)]),
+        ],
+    }
+}
+
+#[test]
+fn dual_stack_segments_route_ipv6_by_owner_and_gateway() {
+    let (gw, srv, c) = (IfaceId::new(0, 0), IfaceId::new(1, 0), IfaceId::new(2, 0));
+    let mut f = Fabric::new(dual_stack()).unwrap();
+    let t0 = Instant::now();
+    // On-link: to the owner of the destination, whoever else is on the segment.
+    f.ingress(t0, srv, ipv6_to("2001:db8:6::2", "2001:db8:6::3"));
+    assert_eq!(f.poll_delivery(t0).map(|d| d.iface), Some(c));
+    // Off-link: to the sender's gateway6 (a 6bed4 address behind the router).
+    let out = ipv6_to("2001:db8:6::2", "fc64:bed:c633:6401::1");
+    f.ingress(t0, srv, out.clone());
+    let d = f.poll_delivery(t0).expect("to the gateway");
+    assert_eq!((d.iface, d.packet), (gw, out));
+    // The router answers back on-link.
+    f.ingress(t0, gw, ipv6_to("fc64:bed:c633:6401::1", "2001:db8:6::2"));
+    assert_eq!(f.poll_delivery(t0).map(|d| d.iface), Some(srv));
+    // No gateway6: no route. Nobody owns ::9: no host. Multicast (MLD): no host.
+    f.ingress(t0, c, ipv6_to("2001:db8:6::3", "2001:db8:99::1"));
+    f.ingress(t0, c, ipv6_to("2001:db8:6::3", "2001:db8:6::9"));
+    f.ingress(t0, c, ipv6_to("::", "ff02::16"));
+    assert!(f.poll_delivery(t0).is_none());
+    let drops = f.stats().link("c/eth0").unwrap().dropped;
+    assert_eq!((drops.no_route, drops.no_host), (1, 2));
+    // IPv4 on the same segment is untouched.
+    f.ingress(t0, srv, udp("192.0.2.2", "192.0.2.4", 64, b"v4"));
+    assert_eq!(f.poll_delivery(t0).map(|d| d.iface), Some(IfaceId::new(3, 0)));
+}
+
+#[test]
+fn dual_stack_spec_errors_are_reported() {
+    let mut spec = dual_stack();
+    spec.nodes[2].interfaces[0].address6 = Some(v6("2001:db8:7::3"));
+    assert!(Fabric::new(spec).unwrap_err().to_string().contains("outside"));
+    let mut spec = dual_stack();
+    spec.nodes[2].interfaces[0].address6 = Some(v6("2001:db8:6::2"));
+    assert!(Fabric::new(spec).unwrap_err().to_string().contains("used twice"));
+    let mut spec = dual_stack();
+    spec.nodes[1].interfaces[0].gateway6 = Some(v6("2001:db8:6::7"));
+    assert!(Fabric::new(spec)
+        .unwrap_err()
+        .to_string()
+        .contains("IPv6 gateway"));
 }
 
 #[test]

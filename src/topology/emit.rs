@@ -46,6 +46,9 @@ pub(crate) fn to_toml(t: &Topology) -> String {
         line!(out, "\n[[segment]]");
         line!(out, "name = {}", string(&segment.name));
         line!(out, "subnet = {}", string(&segment.subnet.to_string()));
+        if let Some(subnet6) = segment.subnet6 {
+            line!(out, "subnet6 = {}", string(&subnet6.to_string()));
+        }
         if !segment.description.is_empty() {
             line!(out, "description = {}", string(&segment.description));
         }
@@ -88,6 +91,12 @@ fn interface(out: &mut String, table: &str, iface: &Interface) {
     line!(out, "address = {}", string(&iface.address.to_string()));
     if let Some(gateway) = iface.gateway {
         line!(out, "gateway = {}", string(&gateway.to_string()));
+    }
+    if let Some(a) = iface.address6 {
+        line!(out, "address6 = {}", string(&a.to_string()));
+    }
+    if let Some(g) = iface.gateway6 {
+        line!(out, "gateway6 = {}", string(&g.to_string()));
     }
     if iface.mtu != DEFAULT_MTU {
         line!(out, "mtu = {}", iface.mtu);

@@ -26,7 +26,7 @@ mod values;
 mod tests;
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -39,7 +39,8 @@ pub use nat::{
     Refresh,
 };
 pub use values::{
-    format_duration, format_rate, parse_duration, parse_ipv4, parse_rate, Ipv4Net, PortRange, ValueError,
+    format_duration, format_rate, parse_duration, parse_ipv4, parse_rate, Ipv4Net, Ipv6Net, PortRange,
+    ValueError,
 };
 
 /// MTU of an interface that does not set one.
@@ -85,6 +86,9 @@ pub struct Segment {
     pub name: String,
     /// The subnet; every interface on the segment has an address inside it.
     pub subnet: Ipv4Net,
+    /// The native IPv6 subnet of a dual-stack segment; interfaces with an `address6` take
+    /// it from here, and the fabric routes IPv6 on the segment by it.
+    pub subnet6: Option<Ipv6Net>,
     /// Free text.
     pub description: String,
 }
@@ -95,8 +99,15 @@ impl Segment {
         Self {
             name: name.into(),
             subnet,
+            subnet6: None,
             description: String::new(),
         }
+    }
+
+    /// Makes the segment dual-stack with this native IPv6 subnet.
+    pub fn subnet6(mut self, subnet: Ipv6Net) -> Self {
+        self.subnet6 = Some(subnet);
+        self
     }
 
     /// Sets the description.
@@ -180,6 +191,12 @@ pub struct Interface {
     /// Default gateway for a host interface. `None`: derived (see [`Topology::gateway_of`]).
     /// Routers use routes instead and must leave it unset.
     pub gateway: Option<Ipv4Addr>,
+    /// A native IPv6 address inside the segment's `subnet6` (hosts only): the interface
+    /// then carries IPv6 as well.
+    pub address6: Option<Ipv6Addr>,
+    /// The IPv6 default gateway of a host interface: another interface's `address6` on the
+    /// same segment (for a native host behind the 6bed4 router, the router's).
+    pub gateway6: Option<Ipv6Addr>,
     /// MTU, `576..=65535`.
     pub mtu: u32,
     /// Node → segment.
@@ -196,6 +213,8 @@ impl Interface {
             segment: segment.into(),
             address,
             gateway: None,
+            address6: None,
+            gateway6: None,
             mtu: DEFAULT_MTU,
             egress: Impairment::default(),
             ingress: Impairment::default(),
@@ -205,6 +224,18 @@ impl Interface {
     /// Sets an explicit gateway.
     pub fn gateway(mut self, gateway: Ipv4Addr) -> Self {
         self.gateway = Some(gateway);
+        self
+    }
+
+    /// Sets a native IPv6 address (the segment needs a `subnet6`).
+    pub fn address6(mut self, address: Ipv6Addr) -> Self {
+        self.address6 = Some(address);
+        self
+    }
+
+    /// Sets the IPv6 default gateway.
+    pub fn gateway6(mut self, gateway: Ipv6Addr) -> Self {
+        self.gateway6 = Some(gateway);
         self
     }
 

@@ -21,7 +21,7 @@ use toml::Spanned;
 use super::error::{from_toml_error, Diagnostic, Issue};
 use super::nat::{Filtering, IcmpPolicy, Mapping, NatKnobs, NatSpec, NatType, PortAllocation, Refresh};
 use super::validate;
-use super::values::{AddrText, DurationText, Ipv4Net, PortRange, RateText};
+use super::values::{Addr6Text, AddrText, DurationText, Ipv4Net, Ipv6Net, PortRange, RateText};
 use super::{
     Host, Impairment, Interface, Route, Router, Segment, Topology, TopologyError, DEFAULT_HOST_ROLE,
     DEFAULT_MTU, DEFAULT_QUEUE_LIMIT, DEFAULT_ROUTER_ROLE,
@@ -115,6 +115,7 @@ struct RawTopology {
 struct RawSegment {
     name: Spanned<String>,
     subnet: Spanned<Ipv4Net>,
+    subnet6: Option<Spanned<Ipv6Net>>,
     description: Option<Spanned<String>>,
 }
 
@@ -146,6 +147,8 @@ struct RawInterface {
     segment: Spanned<String>,
     address: Spanned<AddrText>,
     gateway: Option<Spanned<AddrText>>,
+    address6: Option<Spanned<Addr6Text>>,
+    gateway6: Option<Spanned<Addr6Text>>,
     mtu: Option<Spanned<u32>>,
     egress: Option<Spanned<RawImpairment>>,
     ingress: Option<Spanned<RawImpairment>>,
@@ -242,6 +245,7 @@ impl RawSegment {
         Segment {
             name: take(map, &format!("{path}.name"), self.name),
             subnet: take(map, &format!("{path}.subnet"), self.subnet),
+            subnet6: take_opt(map, &format!("{path}.subnet6"), self.subnet6),
             description: take_opt(map, &format!("{path}.description"), self.description).unwrap_or_default(),
         }
     }
@@ -314,6 +318,8 @@ impl RawInterface {
             segment: take(map, &format!("{path}.segment"), self.segment),
             address: take(map, &format!("{path}.address"), self.address).0,
             gateway: take_opt(map, &format!("{path}.gateway"), self.gateway).map(|a| a.0),
+            address6: take_opt(map, &format!("{path}.address6"), self.address6).map(|a| a.0),
+            gateway6: take_opt(map, &format!("{path}.gateway6"), self.gateway6).map(|a| a.0),
             mtu: take_opt(map, &format!("{path}.mtu"), self.mtu).unwrap_or(DEFAULT_MTU),
             egress: impairment(map, "egress", self.egress),
             ingress: impairment(map, "ingress", self.ingress),

@@ -95,7 +95,7 @@ fn every_shipped_topology_has_the_6bed4_router_at_its_public_address() {
         let Node::Host(host) = routers[0] else {
             panic!("{name}: the 6bed4 router is a host")
         };
-        assert_eq!(host.interfaces.len(), 1, "{name}");
+        // The first interface is the public one (a second may lead to a native network).
         assert_eq!(host.interfaces[0].address, ip("198.51.100.1"), "{name}");
         assert_eq!(host.interfaces[0].segment, "internet", "{name}");
         assert_eq!(
@@ -866,6 +866,97 @@ fn error_duplicate_address() {
         "t.toml:24:11: expected an address no other interface on segment `lan` has, found 10.0.1.2 again \
          (owned by a/eth0) (first at 15:11)"
     );
+}
+
+const DUAL: &str = r#"name = "dual"
+[[segment]]
+name = "native"
+subnet = "192.0.2.0/24"
+subnet6 = "2001:db8:6::/64"
+[[host]]
+name = "gw"
+[[host.interface]]
+name = "eth1"
+segment = "native"
+address = "192.0.2.1"
+address6 = "2001:db8:6::1"
+[[host]]
+name = "srv"
+[[host.interface]]
+name = "eth0"
+segment = "native"
+address = "192.0.2.2"
+address6 = "2001:db8:6::2"
+gateway6 = "2001:db8:6::1"
+"#;
+
+#[test]
+fn native_ipv6_parses_builds_and_round_trips() {
+    let t = Topology::from_str(DUAL, "t.toml").unwrap();
+    let six: Ipv6Net = "2001:db8:6::/64".parse().unwrap();
+    assert_eq!(t.segment("native").unwrap().subnet6, Some(six));
+    let srv = t.interface("srv", "eth0").unwrap().interface;
+    assert_eq!(srv.address6, Some("2001:db8:6::2".parse().unwrap()));
+    assert_eq!(srv.gateway6, Some("2001:db8:6::1".parse().unwrap()));
+    assert_eq!(Topology::from_str(&t.to_toml(), "again").unwrap(), t);
+    let built = Topology::builder("dual")
+        .segment(Segment::new("native", net("192.0.2.0/24")).subnet6(six))
+        .host(Host::new("gw").interface(
+            Interface::new("eth1", "native", ip("192.0.2.1")).address6("2001:db8:6::1".parse().unwrap()),
+        ))
+        .host(
+            Host::new("srv").interface(
+                Interface::new("eth0", "native", ip("192.0.2.2"))
+                    .address6("2001:db8:6::2".parse().unwrap())
+                    .gateway6("2001:db8:6::1".parse().unwrap()),
+            ),
+        )
+        .build()
+        .unwrap();
+    assert_eq!(built, t);
+    let native = load("native-v6");
+    assert_eq!(
+        native.interface("server", "eth0").unwrap().interface.gateway6,
+        Some("2001:db8:6::1".parse().unwrap())
+    );
+}
+
+#[test]
+fn error_native_ipv6() {
+    let cases = [
+        (
+            DUAL.replace("2001:db8:6::2\"\ngateway6", "2001:db8:7::2\"\ngateway6"),
+            "t.toml:19:12: expected a host address inside segment `native`'s 2001:db8:6::/64, found 2001:db8:7::2",
+        ),
+        (
+            DUAL.replace("2001:db8:6::2\"\ngateway6", "2001:db8:6::1\"\ngateway6"),
+            "t.toml:19:12: expected an IPv6 address no other interface on `native` has, found 2001:db8:6::1 again",
+        ),
+        (
+            DUAL.replace("gateway6 = \"2001:db8:6::1\"", "gateway6 = \"2001:db8:6::9\""),
+            "t.toml:20:12: expected the `address6` of another interface on segment `native`",
+        ),
+        (
+            DUAL.replace("subnet6 = \"2001:db8:6::/64\"\n", ""),
+            "t.toml:11:12: expected a segment with `subnet6` (`native` has none), found 2001:db8:6::1",
+        ),
+        (
+            DUAL.replace("subnet6 = \"2001:db8:6::/64\"", "subnet6 = \"2001:db8:6::1/64\""),
+            "t.toml:5:11: expected a network address with the host bits zero",
+        ),
+        (
+            DUAL.replace("subnet6 = \"2001:db8:6::/64\"", "subnet6 = \"fe80::/64\""),
+            "t.toml:5:11: expected a unicast, non-link-local IPv6 subnet, found fe80::/64",
+        ),
+        (
+            DUAL.replace("address6 = \"2001:db8:6::2\"", "address6 = \"2001:db8:6::zz\""),
+            "t.toml:19:12: expected an IPv6 address such as",
+        ),
+    ];
+    for (text, want) in cases {
+        let got = error(&text);
+        assert!(got.starts_with(want), "wanted {want}\n   got {got}");
+    }
 }
 
 #[test]

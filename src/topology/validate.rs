@@ -26,6 +26,7 @@ pub(crate) fn check(topology: &Topology) -> Vec<Issue> {
     c.gateways();
     c.routes();
     c.nats();
+    c.ipv6();
     c.issues
 }
 
@@ -399,6 +400,105 @@ impl<'a> Checker<'a> {
                 "a queue limit of at least 1 packet",
                 "0",
             );
+        }
+    }
+
+    /// Native IPv6: subnets are unicast /0../128 networks that do not overlap; an
+    /// `address6` lies in its segment's `subnet6` (which must exist), is unused on the segment
+    /// and belongs to a host (fabric routers do not route IPv6); a `gateway6` is another
+    /// interface's `address6` on the same segment.
+    fn ipv6(&mut self) {
+        let t = self.t;
+        for (i, s) in t.segments.iter().enumerate() {
+            let Some(net) = s.subnet6 else { continue };
+            let first = net.addr().segments()[0];
+            if first >= 0xff00
+                || net.addr().is_unspecified() && net.prefix_len() > 0
+                || first & 0xffc0 == 0xfe80
+            {
+                self.issue(
+                    format!("segment[{i}].subnet6"),
+                    ErrorKind::ReservedAddress,
+                    "a unicast, non-link-local IPv6 subnet",
+                    net.to_string(),
+                );
+            }
+            for (j, other) in t.segments.iter().enumerate().take(i) {
+                if other.subnet6.is_some_and(|o| o.overlaps(&net)) {
+                    self.issue_related(
+                        format!("segment[{i}].subnet6"),
+                        ErrorKind::OverlappingSubnets,
+                        format!("an IPv6 subnet that does not overlap segment `{}`'s", other.name),
+                        net.to_string(),
+                        format!("segment[{j}].subnet6"),
+                    );
+                }
+            }
+        }
+        let mut owners: HashMap<(&str, std::net::Ipv6Addr), String> = HashMap::new();
+        for (node_path, node) in self.nodes_with_paths() {
+            for (j, iface) in node.interfaces().iter().enumerate() {
+                let path = format!("{node_path}.interface[{j}]");
+                let Some(segment) = t.segment(&iface.segment) else {
+                    continue;
+                };
+                if let Some(a) = iface.address6 {
+                    if node.is_router() {
+                        self.issue(
+                            format!("{path}.address6"),
+                            ErrorKind::BadValue,
+                            "no `address6` on a router (routers forward IPv4 only; give the address to a host)",
+                            a.to_string(),
+                        );
+                    }
+                    match segment.subnet6 {
+                        None => self.issue(
+                            format!("{path}.address6"),
+                            ErrorKind::AddressOutsideSubnet,
+                            format!("a segment with `subnet6` (`{}` has none)", segment.name),
+                            a.to_string(),
+                        ),
+                        Some(net) if !net.contains(a) || a == net.addr() => self.issue(
+                            format!("{path}.address6"),
+                            ErrorKind::AddressOutsideSubnet,
+                            format!("a host address inside segment `{}`'s {net}", segment.name),
+                            a.to_string(),
+                        ),
+                        Some(_) => match owners.get(&(segment.name.as_str(), a)) {
+                            Some(first) => {
+                                let first = first.clone();
+                                self.issue_related(
+                                    format!("{path}.address6"),
+                                    ErrorKind::DuplicateAddress,
+                                    format!("an IPv6 address no other interface on `{}` has", segment.name),
+                                    format!("{a} again"),
+                                    first,
+                                );
+                            }
+                            None => {
+                                owners.insert((segment.name.as_str(), a), format!("{path}.address6"));
+                            }
+                        },
+                    }
+                }
+                if let Some(g) = iface.gateway6 {
+                    let owned = t
+                        .attached_to(&segment.name)
+                        .any(|o| o.interface.address6 == Some(g) && o.interface.address6 != iface.address6);
+                    if iface.address6.is_none() || !owned {
+                        self.issue(
+                            format!("{path}.gateway6"),
+                            ErrorKind::BadGateway,
+                            format!(
+                                "the `address6` of another interface on segment `{}`, on an interface \
+                                 that has an `address6` itself",
+                                segment.name
+                            ),
+                            g.to_string(),
+                        );
+                    }
+                }
+            }
         }
     }
 

@@ -6,7 +6,7 @@
 //! written in the largest unit that represents them exactly.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -199,6 +199,111 @@ impl FromStr for Ipv4Net {
 impl<'de> Deserialize<'de> for Ipv4Net {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         deserialize_text(d, NET_EXPECTED)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// IPv6 addresses and subnets (native IPv6 on dual-stack segments)
+// ---------------------------------------------------------------------------------------------
+
+const ADDR6_EXPECTED: &str = "an IPv6 address such as \"2001:db8:6::1\"";
+const NET6_EXPECTED: &str = "an IPv6 subnet such as \"2001:db8:6::/64\"";
+
+/// An IPv6 address read from a TOML string, with a position-friendly message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Addr6Text(pub Ipv6Addr);
+
+impl FromStr for Addr6Text {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        s.parse()
+            .map(Addr6Text)
+            .map_err(|_| ValueError::new(ADDR6_EXPECTED, format!("{s:?}")))
+    }
+}
+
+impl<'de> Deserialize<'de> for Addr6Text {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_text(d, ADDR6_EXPECTED)
+    }
+}
+
+/// An IPv6 network: a network address and a prefix length, host bits zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ipv6Net {
+    addr: Ipv6Addr,
+    len: u8,
+}
+
+fn mask6(len: u8) -> u128 {
+    match len {
+        0 => 0,
+        l if l >= 128 => u128::MAX,
+        l => u128::MAX << (128 - u32::from(l)),
+    }
+}
+
+impl Ipv6Net {
+    /// The network `addr/len`; fails when `len > 128` or `addr` has host bits set.
+    pub fn new(addr: Ipv6Addr, len: u8) -> Result<Self, ValueError> {
+        if len > 128 {
+            return Err(ValueError::new("a prefix length in 0..=128", format!("/{len}")));
+        }
+        let net = Ipv6Addr::from(u128::from(addr) & mask6(len));
+        if net != addr {
+            return Err(ValueError::new(
+                format!("a network address with the host bits zero ({net}/{len})"),
+                format!("{addr}/{len}"),
+            ));
+        }
+        Ok(Self { addr, len })
+    }
+
+    /// The network address.
+    pub fn addr(&self) -> Ipv6Addr {
+        self.addr
+    }
+
+    /// The prefix length.
+    pub fn prefix_len(&self) -> u8 {
+        self.len
+    }
+
+    /// Whether `addr` lies inside this network.
+    pub fn contains(&self, addr: Ipv6Addr) -> bool {
+        u128::from(addr) & mask6(self.len) == u128::from(self.addr)
+    }
+
+    /// Whether the two networks share an address.
+    pub fn overlaps(&self, other: &Ipv6Net) -> bool {
+        let m = mask6(self.len.min(other.len));
+        u128::from(self.addr) & m == u128::from(other.addr) & m
+    }
+}
+
+impl fmt::Display for Ipv6Net {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+impl FromStr for Ipv6Net {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        let bad = || ValueError::new(NET6_EXPECTED, format!("{s:?}"));
+        let (addr, len) = s.split_once('/').ok_or_else(bad)?;
+        let addr: Ipv6Addr = addr.parse().map_err(|_| bad())?;
+        if len.is_empty() || len.len() > 3 || !len.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        let len: u8 = len.parse().map_err(|_| bad())?;
+        Ipv6Net::new(addr, len)
+    }
+}
+
+impl<'de> Deserialize<'de> for Ipv6Net {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_text(d, NET6_EXPECTED)
     }
 }
 

@@ -165,10 +165,10 @@ impl Router {
             return;
         }
         if !self.in_prefix(&dst) {
-            // Native IPv6: the kernel forwards it (and decrements the hop limit).
-            self.counters.bump("to_native");
-            out.push(Output::Tun(packet.as_bytes().to_vec()));
-            return;
+            // Native IPv6: leaving the tunnel is a 6bed4 hop like a relay (spec §4: the router
+            // decrements, then hands it to its native side); the kernel's forwarding beyond
+            // the TUN is the next hop and decrements again.
+            return self.hand_to_native(from, packet.as_bytes(), out);
         }
         let target = match addr::decode(self.cfg.profile, &dst) {
             Ok(d) => d,
@@ -184,6 +184,26 @@ impl Router {
             return self.drop_with("drop_reflection");
         }
         self.relay(from, target.endpoint, packet.as_bytes(), out);
+    }
+
+    /// Hands a data packet to the native side: one 6bed4 hop, so the hop limit drops by one
+    /// (and a packet at 1 earns a Time Exceeded instead).
+    fn hand_to_native(&mut self, from: SocketAddrV4, bytes: &[u8], out: &mut Vec<Output>) {
+        let mut packet = Ipv6Packet::new_unchecked(bytes.to_vec());
+        let hop_limit = packet.hop_limit();
+        if hop_limit <= 1 {
+            self.counters.bump("time_exceeded_sent");
+            let te = icmpv6::time_exceeded(self.address, packet.src_addr(), bytes);
+            out.push(Output::Udp {
+                to: from,
+                payload: te,
+                ttl: None,
+            });
+            return;
+        }
+        packet.set_hop_limit(hop_limit - 1);
+        self.counters.bump("to_native");
+        out.push(Output::Tun(packet.into_inner()));
     }
 
     /// Relays a data packet peer to peer: one 6bed4 hop, so the hop limit drops by one.

@@ -274,12 +274,27 @@ fn foreign_spoofed_multicast_and_reflected_packets_are_dropped() {
 fn packets_for_the_router_or_native_hosts_go_to_the_tun() {
     let mut r = router(Profile::Current, ROUTER);
     let a = addr_of(&r, PEER_A, 1);
-    for dst in [r.address().to_string(), "2001:db8:ffff::1".to_string()] {
-        let packet = data(&a, &dst, 64, 100);
-        let mut out = vec![];
-        r.handle_udp(Instant::now(), ep(PEER_A), &packet, &mut out);
-        assert_eq!(out, vec![Output::Tun(packet)]);
-    }
+    // For the router itself: delivered as it came.
+    let own = r.address().to_string();
+    let packet = data(&a, &own, 64, 100);
+    let mut out = vec![];
+    r.handle_udp(Instant::now(), ep(PEER_A), &packet, &mut out);
+    assert_eq!(out, vec![Output::Tun(packet)]);
+    // For a native host: one 6bed4 hop, the hop limit drops by one (spec §4).
+    let packet = data(&a, "2001:db8:ffff::1", 64, 100);
+    let mut out = vec![];
+    r.handle_udp(Instant::now(), ep(PEER_A), &packet, &mut out);
+    assert_eq!(out, vec![Output::Tun(data(&a, "2001:db8:ffff::1", 63, 100))]);
+    assert_eq!(r.counters().get("to_native"), 1);
+    // At hop limit 1 it goes no further: Time Exceeded back to the sender.
+    let packet = data(&a, "2001:db8:ffff::1", 1, 100);
+    let mut out = vec![];
+    r.handle_udp(Instant::now(), ep(PEER_A), &packet, &mut out);
+    assert!(
+        matches!(out.as_slice(), [Output::Udp { to, .. }] if *to == ep(PEER_A)),
+        "{out:?}"
+    );
+    assert_eq!(r.counters().get("time_exceeded_sent"), 1);
 }
 
 #[test]
