@@ -115,7 +115,7 @@ fn native_ipv6_on_a_dual_stack_segment() {
         {
             assert_eq!(ip[7], 64, "hop limit");
             *seen
-                .entry(p.interface_name.clone().unwrap_or_default())
+                .entry(p.interface_name.as_deref().unwrap_or_default().to_string())
                 .or_default() += 1;
         }
     }
