@@ -1011,18 +1011,16 @@ impl Scenario {
                     id: s.id.clone(),
                     window: window.clone(),
                 }),
-                0 => {
-                    return Err(Box::new(Diagnostic {
-                        origin: origin.to_string(),
-                        position: None,
-                        path: Some(format!("step[{index}]")),
-                        kind: ErrorKind::MissingKey,
-                        expected:
-                            "one action: start, stop, restart, wait, ping, mesh, sleep, nat, link, inject or flow"
-                                .into(),
-                        found: "none".into(),
-                    }))
-                }
+                0 => return Err(Box::new(Diagnostic {
+                    origin: origin.to_string(),
+                    position: None,
+                    path: Some(format!("step[{index}]")),
+                    kind: ErrorKind::MissingKey,
+                    expected:
+                        "one action: start, stop, restart, wait, ping, mesh, sleep, nat, link, inject or flow"
+                            .into(),
+                    found: "none".into(),
+                })),
                 _ => {
                     return Err(Box::new(Diagnostic {
                         origin: origin.to_string(),
