@@ -323,7 +323,7 @@ impl Adapter {
                 ifname: r.ifname,
             }))
         };
-        let binary = raw.binary.iter().find_map(|c| resolve_binary(c, root));
+        let binary = choose_binary(&raw.binary, root);
         Ok(Adapter {
             name: raw.name,
             description: raw.description,
@@ -347,6 +347,25 @@ impl Adapter {
     pub fn supports_profile(&self, profile: &str) -> bool {
         self.profiles.iter().any(|p| p == profile)
     }
+}
+
+/// The first candidate that exists; but where a later candidate is the same program built
+/// elsewhere (same file name: `target/release/x` and `target/debug/x`) and is newer, that
+/// one, so a stale build left beside a fresh one is never the one tested.
+fn choose_binary(candidates: &[String], root: &Path) -> Option<PathBuf> {
+    let found: Vec<PathBuf> = candidates
+        .iter()
+        .filter_map(|c| resolve_binary(c, root))
+        .collect();
+    let first = found.first()?.clone();
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let newest = found
+        .iter()
+        .filter(|p| p.file_name() == first.file_name())
+        .filter_map(|p| Some((mtime(p)?, p)))
+        .max_by_key(|(t, _)| *t)
+        .map(|(_, p)| p.clone());
+    Some(newest.unwrap_or(first))
 }
 
 /// A binary candidate: a path (relative to `root` or absolute) that exists, or a bare name
@@ -421,5 +440,40 @@ mod tests {
             .expect("sixbed4 adapter");
         assert!(s.features.bypass && s.features.rebinding_recovery && s.features.configurable_timers);
         assert!(s.router.is_some() && s.peer.is_some());
+    }
+
+    #[test]
+    fn the_newest_build_of_one_program_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for d in ["release", "debug", "other"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+        std::fs::write(root.join("release/prog"), "").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(root.join("release/prog"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        std::fs::write(root.join("debug/prog"), "").unwrap();
+        std::fs::write(root.join("other/else"), "").unwrap();
+        let c = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // The stale release build loses to the fresh debug build of the same program.
+        assert_eq!(
+            choose_binary(&c(&["release/prog", "debug/prog"]), root),
+            Some(root.join("debug/prog"))
+        );
+        // A different program later in the list never replaces the first that exists.
+        assert_eq!(
+            choose_binary(&c(&["release/prog", "other/else"]), root),
+            Some(root.join("release/prog"))
+        );
+        assert_eq!(
+            choose_binary(&c(&["missing/prog", "other/else"]), root),
+            Some(root.join("other/else"))
+        );
+        assert_eq!(choose_binary(&c(&["missing/prog"]), root), None);
     }
 }
