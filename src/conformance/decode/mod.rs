@@ -885,7 +885,13 @@ impl Decoder {
         for r in &records {
             if let Kind::Ra { prefixes: pios, .. } = &r.kind {
                 if r.is_tunnel() && r.src().is_some_and(|s| routers.contains(&s)) {
-                    prefixes.extend(pios.iter().map(|p| addr::prefix64(&p.prefix)));
+                    // A PIO with neither L nor A only says what is reachable through the
+                    // router (native IPv6 behind it): not a 6bed4 prefix.
+                    prefixes.extend(
+                        pios.iter()
+                            .filter(|p| p.on_link || p.autonomous)
+                            .map(|p| addr::prefix64(&p.prefix)),
+                    );
                 }
             }
         }

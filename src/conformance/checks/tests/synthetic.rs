@@ -962,3 +962,27 @@ fn traces_are_symbolic_and_deterministic() {
         .collect();
     assert_eq!(names, ["alice", "bob"]);
 }
+
+/// A router that also announces a native prefix reachable through it (a PIO with neither
+/// L nor A, as `--route` does): only the 6bed4 prefix is a 6bed4 prefix, so a native host
+/// behind the router is not read as a 6bed4 address.
+#[test]
+fn a_route_only_pio_is_not_a_6bed4_prefix() {
+    let (r, a) = (router(), pa());
+    let native: std::net::Ipv6Addr = "2001:db8:6::".parse().unwrap();
+    let mut body = vec![64, 0];
+    body.extend_from_slice(&1800u16.to_be_bytes());
+    body.extend_from_slice(&30_000u32.to_be_bytes());
+    body.extend_from_slice(&1000u32.to_be_bytes());
+    body.extend(pio(addr::encode_c(&prefix(), a, 0), 114, 0xC0, 86_400, 14_400));
+    body.extend(pio(native, 48, 0x00, 86_400, 14_400));
+    let mut c = Cap::new();
+    c.dg(0, a, r, rs(None));
+    c.dg(10, r, a, icmp6(ll6(), all_nodes(), 255, 134, 0, &body));
+    let cap = c.decode();
+    assert!(cap
+        .prefixes
+        .contains(&addr::prefix64(&addr::encode_c(&prefix(), a, 0))));
+    assert!(!cap.prefixes.contains(&native), "{:?}", cap.prefixes);
+    assert_eq!(cap.prefixes.len(), 1, "{:?}", cap.prefixes);
+}
