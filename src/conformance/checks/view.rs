@@ -61,6 +61,12 @@ pub struct Rebinding {
 /// The analysis, stored by index so that [`Inputs`] can own it next to the captures.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ViewData {
+    /// Number of packets.
+    n: usize,
+    /// Every record is its own packet (one capture point, as in a field capture): a packet's
+    /// first, last, only sighting and router view are its record, so the five per-packet
+    /// arrays below stay empty (40 bytes per datagram less).
+    identity: bool,
     /// Per packet: record index of the first and last tunnel sighting (usize::MAX if none).
     first: Vec<usize>,
     last: Vec<usize>,
@@ -82,6 +88,23 @@ pub(crate) struct ViewData {
     /// through `key_runs` (key → start, end).
     by_key: Vec<(u64, usize)>,
     key_runs: decode::FastMap<u64, (usize, usize)>,
+}
+
+/// A packet's sightings as record indices: a slice of the per-packet arrays, or the one
+/// record itself when every record is its own packet.
+#[derive(Debug, Clone, Copy)]
+enum Sightings<'a> {
+    Many(&'a [usize]),
+    One([usize; 1]),
+}
+
+impl Sightings<'_> {
+    fn as_slice(&self) -> &[usize] {
+        match self {
+            Sightings::Many(s) => s,
+            Sightings::One(a) => a,
+        }
+    }
 }
 
 /// A capture and its analysis.
@@ -160,18 +183,23 @@ pub fn nd_valid(r: &Decoded) -> bool {
 impl ViewData {
     pub(crate) fn build(cap: &DecodedCapture, roles: &Roles, expect: &Expectations) -> ViewData {
         let n = cap.packets;
+        let identity = n == cap.records.len() && cap.records.iter().enumerate().all(|(i, r)| r.packet == i);
         let mut d = ViewData {
-            first: vec![usize::MAX; n],
-            last: vec![usize::MAX; n],
+            n,
+            identity,
             injected: vec![false; n],
             ..ViewData::default()
         };
-        let mut counts = vec![0usize; n + 1];
+        if !identity {
+            d.first = vec![usize::MAX; n];
+            d.last = vec![usize::MAX; n];
+        }
+        let mut counts = if identity { Vec::new() } else { vec![0usize; n + 1] };
         for (i, r) in cap.records.iter().enumerate() {
             if let Some(k) = r.inner_key {
                 d.by_key.push((k, i));
             }
-            if r.layer != Layer::Tunnel || r.packet >= n {
+            if identity || r.layer != Layer::Tunnel || r.packet >= n {
                 continue;
             }
             if d.first[r.packet] == usize::MAX {
@@ -188,22 +216,24 @@ impl ViewData {
             d.key_runs.insert(k, (a, b));
             a = b;
         }
-        for p in 0..n {
-            counts[p + 1] += counts[p];
-        }
-        let mut fill = counts.clone();
-        d.all_idx = vec![0; counts[n]];
-        for (i, r) in cap.records.iter().enumerate() {
-            if r.layer == Layer::Tunnel && r.packet < n {
-                d.all_idx[fill[r.packet]] = i;
-                fill[r.packet] += 1;
-            }
-        }
-        d.all_start = counts;
         d.router_node = router_node(cap);
-        d.at_router = (0..n)
-            .map(|p| d.find_router_view(cap, p).unwrap_or(usize::MAX))
-            .collect();
+        if !identity {
+            for p in 0..n {
+                counts[p + 1] += counts[p];
+            }
+            let mut fill = counts.clone();
+            d.all_idx = vec![0; counts[n]];
+            for (i, r) in cap.records.iter().enumerate() {
+                if r.layer == Layer::Tunnel && r.packet < n {
+                    d.all_idx[fill[r.packet]] = i;
+                    fill[r.packet] += 1;
+                }
+            }
+            d.all_start = counts;
+            d.at_router = (0..n)
+                .map(|p| d.find_router_view(cap, p).unwrap_or(usize::MAX))
+                .collect();
+        }
         if let Some(inj) = &expect.injection {
             let until = inj.until_ns.unwrap_or(inj.at_ns.saturating_add(10_000_000_000));
             let during = |t: u64| t >= inj.at_ns && t <= until;
@@ -213,7 +243,7 @@ impl ViewData {
             // behind the same NAT) uses its own socket, which is judged as usual.
             let mut lasting = std::collections::BTreeSet::new();
             let mut junk = std::collections::BTreeSet::new();
-            for r in (0..n).filter_map(|p| cap.records.get(d.first[p])) {
+            for r in (0..n).filter_map(|p| cap.records.get(d.first(cap, p))) {
                 let Some(s) = r.src() else { continue };
                 if !during(r.ts_ns) {
                     lasting.insert(s);
@@ -222,7 +252,7 @@ impl ViewData {
                 }
             }
             for p in 0..n {
-                let Some(r) = cap.records.get(d.first[p]) else {
+                let Some(r) = cap.records.get(d.first(cap, p)) else {
                     continue;
                 };
                 d.injected[p] = during(r.ts_ns)
@@ -231,7 +261,8 @@ impl ViewData {
                         Some(ip) => {
                             r.src()
                                 .is_some_and(|s| junk.contains(&s) && !lasting.contains(&s))
-                                && d.all_of(p)
+                                && d.all_of(cap, p)
+                                    .as_slice()
                                     .iter()
                                     .filter_map(|&i| cap.records.get(i)?.src())
                                     .any(|s| *s.ip() == ip)
@@ -244,12 +275,50 @@ impl ViewData {
         d
     }
 
+    /// Record index of packet `p`'s first tunnel sighting (usize::MAX if none).
+    fn first(&self, cap: &DecodedCapture, p: usize) -> usize {
+        if self.identity {
+            return self.own(cap, p);
+        }
+        self.first.get(p).copied().unwrap_or(usize::MAX)
+    }
+
+    /// Record index of packet `p`'s last tunnel sighting (usize::MAX if none).
+    fn last(&self, cap: &DecodedCapture, p: usize) -> usize {
+        if self.identity {
+            return self.own(cap, p);
+        }
+        self.last.get(p).copied().unwrap_or(usize::MAX)
+    }
+
+    /// In identity mode: packet `p`'s record, if it is a tunnel one.
+    fn own(&self, cap: &DecodedCapture, p: usize) -> usize {
+        match cap.records.get(p) {
+            Some(r) if r.layer == Layer::Tunnel => p,
+            _ => usize::MAX,
+        }
+    }
+
+    /// The record index of packet `p`'s router view (usize::MAX if none).
+    fn at_router(&self, cap: &DecodedCapture, p: usize) -> usize {
+        if self.identity {
+            return self.find_router_view(cap, p).unwrap_or(usize::MAX);
+        }
+        self.at_router.get(p).copied().unwrap_or(usize::MAX)
+    }
+
     /// Record indices of packet `p`'s tunnel sightings, in capture order.
-    fn all_of(&self, p: usize) -> &[usize] {
-        match (self.all_start.get(p), self.all_start.get(p + 1)) {
+    fn all_of(&self, cap: &DecodedCapture, p: usize) -> Sightings<'_> {
+        if self.identity {
+            return match self.own(cap, p) {
+                usize::MAX => Sightings::Many(&[]),
+                i => Sightings::One([i]),
+            };
+        }
+        Sightings::Many(match (self.all_start.get(p), self.all_start.get(p + 1)) {
             (Some(&a), Some(&b)) => self.all_idx.get(a..b).unwrap_or(&[]),
             _ => &[],
-        }
+        })
     }
 
     /// Records (indices) with inner key `k`, in time order.
@@ -262,8 +331,9 @@ impl ViewData {
 
     /// The record index of packet `p`'s sighting that stands for what the router got.
     fn find_router_view(&self, cap: &DecodedCapture, p: usize) -> Option<usize> {
-        let all = self.all_of(p);
-        if p >= self.first.len() {
+        let all = self.all_of(cap, p);
+        let all = all.as_slice();
+        if p >= self.n {
             return None;
         }
         let rec = |i: &usize| cap.records.get(*i);
@@ -293,8 +363,11 @@ impl ViewData {
     fn find_peers(&mut self, cap: &DecodedCapture, roles: &Roles) {
         // Packets sent by peers: (packet, socket, endpoint the receiver saw, 6bed4 source).
         let mut sent = Vec::new();
-        for p in 0..self.first.len() {
-            let (Some(f), Some(l)) = (cap.records.get(self.first[p]), cap.records.get(self.last[p])) else {
+        for p in 0..self.n {
+            let (Some(f), Some(l)) = (
+                cap.records.get(self.first(cap, p)),
+                cap.records.get(self.last(cap, p)),
+            ) else {
                 continue;
             };
             if self.injected[p] || f.from_router || matches!(f.kind, Kind::IcmpError { v6: false, .. }) {
@@ -324,7 +397,7 @@ impl ViewData {
                 uf.union(o, socket);
                 // The address names the endpoint it was formed for: the same peer (its
                 // mapping before a rebinding, or its NAT's side of the socket).
-                let profile = cap.records[self.first[p]].profile;
+                let profile = cap.records[self.first(cap, p)].profile;
                 if let Some(named) = profile.decode(&a).filter(|n| known.contains(n)) {
                     uf.union(named, socket);
                 }
@@ -337,7 +410,7 @@ impl ViewData {
             let peer = match index.get(&root) {
                 Some(&i) => i,
                 None => {
-                    let f = &cap.records[self.first[p]];
+                    let f = &cap.records[self.first(cap, p)];
                     let name = match (f.node(), f.direction) {
                         (Some(node), Some(Direction::Outbound)) => node.to_string(),
                         _ => match roles.by_ipv4.get(socket.ip()) {
@@ -360,6 +433,7 @@ impl ViewData {
                 }
             };
             self.socket_peer.entry(socket).or_insert(peer);
+            let at_router = self.at_router(cap, p);
             let pe = &mut self.peers[peer];
             if !pe.sockets.contains(&socket) {
                 pe.sockets.push(socket);
@@ -371,7 +445,7 @@ impl ViewData {
             }
             // The mapping is what the router saw; a datagram that never reached it says
             // nothing (one lost on the LAN carries only the private socket).
-            let Some(at) = cap.records.get(self.at_router[p]) else {
+            let Some(at) = cap.records.get(at_router) else {
                 continue;
             };
             let Some(mapped) = at.src().filter(|_| at.towards_router) else {
@@ -400,8 +474,11 @@ impl ViewData {
             .filter_map(|r| r.dst())
             .filter(|d| self.socket_peer.contains_key(d))
             .collect();
-        for p in 0..self.first.len() {
-            let (Some(f), Some(l)) = (cap.records.get(self.first[p]), cap.records.get(self.last[p])) else {
+        for p in 0..self.n {
+            let (Some(f), Some(l)) = (
+                cap.records.get(self.first(cap, p)),
+                cap.records.get(self.last(cap, p)),
+            ) else {
                 continue;
             };
             if !ra_valid(f) || self.injected[p] {
@@ -418,7 +495,8 @@ impl ViewData {
                     })
                 });
             if let Some(i) = target {
-                self.peers[i].ras.push((l.ts_ns, self.last[p]));
+                let last = self.last(cap, p);
+                self.peers[i].ras.push((l.ts_ns, last));
             }
         }
     }
@@ -432,36 +510,36 @@ impl<'a> View<'a> {
     /// Tunnel packets as (sender's sighting, receiver's sighting), in time order, without
     /// the injected ones.
     pub fn packets(&self) -> impl Iterator<Item = (&'a Decoded, &'a Decoded)> + '_ {
-        (0..self.data.first.len()).filter_map(move |p| {
+        (0..self.data.n).filter_map(move |p| {
             if self.data.injected[p] {
                 return None;
             }
             Some((
-                self.cap.records.get(self.data.first[p])?,
-                self.cap.records.get(self.data.last[p])?,
+                self.cap.records.get(self.data.first(self.cap, p))?,
+                self.cap.records.get(self.data.last(self.cap, p))?,
             ))
         })
     }
 
     /// Injected tunnel packets (per [`super::Injection`]), as (sender's, receiver's) sighting.
     pub fn injected_packets(&self) -> impl Iterator<Item = (&'a Decoded, &'a Decoded)> + '_ {
-        (0..self.data.first.len()).filter_map(move |p| {
+        (0..self.data.n).filter_map(move |p| {
             if !self.data.injected[p] {
                 return None;
             }
             Some((
-                self.cap.records.get(self.data.first[p])?,
-                self.cap.records.get(self.data.last[p])?,
+                self.cap.records.get(self.data.first(self.cap, p))?,
+                self.cap.records.get(self.data.last(self.cap, p))?,
             ))
         })
     }
 
     /// Every tunnel packet, injected or not.
     pub fn all_packets(&self) -> impl Iterator<Item = (&'a Decoded, &'a Decoded)> + '_ {
-        (0..self.data.first.len()).filter_map(move |p| {
+        (0..self.data.n).filter_map(move |p| {
             Some((
-                self.cap.records.get(self.data.first[p])?,
-                self.cap.records.get(self.data.last[p])?,
+                self.cap.records.get(self.data.first(self.cap, p))?,
+                self.cap.records.get(self.data.last(self.cap, p))?,
             ))
         })
     }
@@ -474,19 +552,20 @@ impl<'a> View<'a> {
     /// The sender's and receiver's sightings of the packet `r` belongs to.
     pub fn ends(&self, r: &Decoded) -> Option<(&'a Decoded, &'a Decoded)> {
         Some((
-            self.cap.records.get(*self.data.first.get(r.packet)?)?,
-            self.cap.records.get(*self.data.last.get(r.packet)?)?,
+            self.cap.records.get(self.data.first(self.cap, r.packet))?,
+            self.cap.records.get(self.data.last(self.cap, r.packet))?,
         ))
     }
 
     /// Every tunnel sighting of the packet `r` belongs to, in capture order.
     pub fn sightings(&self, r: &Decoded) -> impl Iterator<Item = &'a Decoded> + '_ {
-        let all: &'a [usize] = if r.is_tunnel() {
-            self.data.all_of(r.packet)
+        let data: &'a ViewData = self.data;
+        let all: Sightings<'a> = if r.is_tunnel() {
+            data.all_of(self.cap, r.packet)
         } else {
-            &[]
+            Sightings::Many(&[])
         };
-        all.iter().filter_map(move |&i| self.cap.records.get(i))
+        (0..all.as_slice().len()).filter_map(move |k| self.cap.records.get(*all.as_slice().get(k)?))
     }
 
     /// The sighting of `r`'s packet that stands for what the router got: at the router's
@@ -496,7 +575,7 @@ impl<'a> View<'a> {
         if !r.is_tunnel() {
             return None;
         }
-        self.cap.records.get(*self.data.at_router.get(r.packet)?)
+        self.cap.records.get(self.data.at_router(self.cap, r.packet))
     }
 
     /// The router's view of every tunnel packet that reached the router (not injected).

@@ -890,19 +890,44 @@ impl Decoder {
             }
         }
 
-        // 3. Sightings of one packet at several capture points.
-        let packets = group_sightings(&mut records);
+        // 3. Sightings of one packet at several capture points. From one capture point
+        // (a field capture) no record can join another's packet: each is its own, and the
+        // grouping and the per-packet arrays below are skipped (same result, less memory).
+        let single = one_capture_point(&records);
+        let packets = if single {
+            for (i, r) in records.iter_mut().enumerate() {
+                r.packet = i;
+                r.sighting = 0;
+            }
+            records.len()
+        } else {
+            group_sightings(&mut records)
+        };
 
         // 4. Derived fields.
-        let counts = sighting_counts(&records, packets);
-        let (starts, sources) = packet_sources(&records, packets);
-        for r in records.iter_mut() {
-            r.sightings = counts.get(r.packet).copied().unwrap_or(1);
-            let srcs = match (starts.get(r.packet), starts.get(r.packet + 1)) {
-                (Some(&a), Some(&b)) => sources.get(a..b).unwrap_or(&[]),
-                _ => &[],
-            };
-            derive(r, &routers, &prefixes, &opts, srcs);
+        if single {
+            for r in records.iter_mut() {
+                r.sightings = 1;
+                let own = r.src().filter(|_| r.is_tunnel());
+                derive(
+                    r,
+                    &routers,
+                    &prefixes,
+                    &opts,
+                    own.as_ref().map_or(&[], std::slice::from_ref),
+                );
+            }
+        } else {
+            let counts = sighting_counts(&records, packets);
+            let (starts, sources) = packet_sources(&records, packets);
+            for r in records.iter_mut() {
+                r.sightings = counts.get(r.packet).copied().unwrap_or(1);
+                let srcs = match (starts.get(r.packet), starts.get(r.packet + 1)) {
+                    (Some(&a), Some(&b)) => sources.get(a..b).unwrap_or(&[]),
+                    _ => &[],
+                };
+                derive(r, &routers, &prefixes, &opts, srcs);
+            }
         }
         DecodedCapture {
             name: opts.name,
@@ -914,6 +939,22 @@ impl Decoder {
             read_error: None,
         }
     }
+}
+
+/// Whether every tunnel record that could join another's packet (one with an interface)
+/// was seen at one capture point (interface and direction): [`group_sightings`] joins a
+/// record only to a packet not yet seen at its point, so then each record is its own packet.
+fn one_capture_point(records: &[Decoded]) -> bool {
+    let mut point: Option<(&Arc<str>, Option<Direction>)> = None;
+    for r in records.iter().filter(|r| r.is_tunnel()) {
+        let Some(i) = &r.interface else { continue };
+        match point {
+            None => point = Some((i, r.direction)),
+            Some((pi, pd)) if (Arc::ptr_eq(pi, i) || **pi == **i) && pd == r.direction => {}
+            Some(_) => return false,
+        }
+    }
+    true
 }
 
 fn sighting_counts(records: &[Decoded], packets: usize) -> Vec<u16> {
