@@ -243,6 +243,19 @@ fn warn_read_error(cap: &DecodedCapture) {
     }
 }
 
+/// The process's peak resident set so far (`VmHWM`), for `--timings`: where in the run
+/// the memory peaks. "?" where /proc does not say.
+fn peak_rss() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .map(|v| v.trim().replace(" kB", " KB"))
+        })
+        .unwrap_or_else(|| "?".to_string())
+}
+
 /// Runs `bedlab check`.
 pub fn check(a: CheckArgs) -> ExitCode {
     let started = Instant::now();
@@ -251,6 +264,7 @@ pub fn check(a: CheckArgs) -> ExitCode {
         Err(code) => return code,
     };
     let decoded = started.elapsed();
+    let peak_decoded = peak_rss();
     warn_read_error(&cap);
     let t0 = first_frame_ns(&a.capture, &cap);
     let expect = Expectations {
@@ -269,6 +283,7 @@ pub fn check(a: CheckArgs) -> ExitCode {
         Roles::default(),
     );
     let analysed = started.elapsed();
+    let peak_analysed = peak_rss();
     // The checks only read the decoded capture: they run on up to two threads (every
     // other check each), and the results are put back in registry order.
     let threads = std::thread::available_parallelism().map_or(1, usize::from).min(2);
@@ -312,6 +327,12 @@ pub fn check(a: CheckArgs) -> ExitCode {
             started.elapsed() - analysed,
             slowest.join(", "),
             inputs.captures.first().map_or(0, |c| c.records.len())
+        );
+        eprintln!(
+            "peak memory: after decode {}, after analysis {}, after checks {}",
+            peak_decoded,
+            peak_analysed,
+            peak_rss()
         );
     }
     let Some(view) = inputs.views().next() else {

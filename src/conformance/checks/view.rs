@@ -85,9 +85,19 @@ pub(crate) struct ViewData {
     /// Record indices per inner key (the same inner packet, hop limit aside), in time
     /// order: relays and TUN copies are found without scanning the capture.
     /// (inner key, record index), sorted: one key's records are a contiguous run, found
-    /// through `key_runs` (key → start, end).
+    /// through `key_slots`.
     by_key: Vec<(u64, usize)>,
-    key_runs: decode::FastMap<u64, (usize, usize)>,
+    /// An open-addressed table (linear probing, a power of two at least twice the number
+    /// of keys) of where each key's run starts in `by_key`, `u32::MAX` for an empty slot:
+    /// 4 bytes a slot where a hash map of runs took ~50 bytes a key. Empty when there are
+    /// no keys or too many records for `u32`; a key's run is then found by binary search.
+    key_slots: Vec<u32>,
+}
+
+/// The slot a key's probe starts at, in a table of `1 << bits` slots (keys are hashes
+/// already; the multiply spreads their high bits).
+fn key_slot(k: u64, bits: u32) -> usize {
+    (k.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits)) as usize
 }
 
 /// A packet's sightings as record indices: a slice of the per-packet arrays, or the one
@@ -209,12 +219,21 @@ impl ViewData {
             counts[r.packet + 1] += 1;
         }
         d.by_key.sort_unstable();
-        let mut a = 0;
-        while a < d.by_key.len() {
-            let k = d.by_key[a].0;
-            let b = a + d.by_key[a..].partition_point(|e| e.0 == k);
-            d.key_runs.insert(k, (a, b));
-            a = b;
+        let keys = d.by_key.chunk_by(|x, y| x.0 == y.0).count();
+        if keys > 0 && d.by_key.len() < u32::MAX as usize {
+            let size = (2 * keys).next_power_of_two();
+            let bits = size.trailing_zeros().max(1);
+            d.key_slots = vec![u32::MAX; 1 << bits];
+            let mask = d.key_slots.len() - 1;
+            let mut a = 0;
+            while let Some(&(k, _)) = d.by_key.get(a) {
+                let mut i = key_slot(k, bits);
+                while d.key_slots[i] != u32::MAX {
+                    i = (i + 1) & mask;
+                }
+                d.key_slots[i] = a as u32;
+                a += d.by_key[a..].partition_point(|e| e.0 == k);
+            }
         }
         d.router_node = router_node(cap);
         if !identity {
@@ -323,10 +342,36 @@ impl ViewData {
 
     /// Records (indices) with inner key `k`, in time order.
     fn key_run(&self, k: u64) -> &[(u64, usize)] {
-        self.key_runs
-            .get(&k)
-            .and_then(|&(a, b)| self.by_key.get(a..b))
-            .unwrap_or(&[])
+        let start = if self.key_slots.is_empty() {
+            self.by_key.partition_point(|e| e.0 < k)
+        } else {
+            let mask = self.key_slots.len() - 1;
+            let bits = self.key_slots.len().trailing_zeros();
+            let mut i = key_slot(k, bits);
+            loop {
+                let s = self.key_slots[i];
+                if s == u32::MAX {
+                    return &[];
+                }
+                if self.by_key.get(s as usize).is_some_and(|e| e.0 == k) {
+                    break s as usize;
+                }
+                i = (i + 1) & mask;
+            }
+        };
+        let run = self.by_key.get(start..).unwrap_or(&[]);
+        // Most runs are one or two records long: gallop before the binary search so that
+        // a short run costs a probe or two, not a search over the rest of the index.
+        let mut hi = 1;
+        while run.get(hi).is_some_and(|e| e.0 == k) {
+            hi *= 2;
+        }
+        let lo = hi / 2;
+        let len = lo
+            + run
+                .get(lo..hi.min(run.len()))
+                .map_or(0, |r| r.partition_point(|e| e.0 == k));
+        run.get(..len).unwrap_or(&[])
     }
 
     /// The record index of packet `p`'s sighting that stands for what the router got.
@@ -360,37 +405,42 @@ impl ViewData {
         })
     }
 
-    fn find_peers(&mut self, cap: &DecodedCapture, roles: &Roles) {
-        // Packets sent by peers: (packet, socket, endpoint the receiver saw, 6bed4 source).
-        let mut sent = Vec::new();
-        for p in 0..self.n {
-            let (Some(f), Some(l)) = (
-                cap.records.get(self.first(cap, p)),
-                cap.records.get(self.last(cap, p)),
-            ) else {
-                continue;
-            };
-            if self.injected[p] || f.from_router || matches!(f.kind, Kind::IcmpError { v6: false, .. }) {
-                continue;
-            }
-            let (Some(socket), Some(seen)) = (f.src(), l.src()) else {
-                continue;
-            };
-            if cap.routers.contains(&socket) {
-                continue;
-            }
-            let src6 = f
-                .inner
-                .map(|h| h.src)
-                .filter(|a| cap.prefixes.contains(&addr::prefix64(a)) && !a.is_unspecified());
-            sent.push((p, socket, seen, src6));
+    /// A packet sent by a peer: (socket, endpoint the receiver saw, 6bed4 source).
+    fn sent_by_peer(&self, cap: &DecodedCapture, p: usize) -> Option<(Endpoint, Endpoint, Option<Ipv6Addr>)> {
+        let f = cap.records.get(self.first(cap, p))?;
+        let l = cap.records.get(self.last(cap, p))?;
+        if self.injected[p] || f.from_router || matches!(f.kind, Kind::IcmpError { v6: false, .. }) {
+            return None;
         }
+        let (socket, seen) = (f.src()?, l.src()?);
+        if cap.routers.contains(&socket) {
+            return None;
+        }
+        let src6 = f
+            .inner
+            .map(|h| h.src)
+            .filter(|a| cap.prefixes.contains(&addr::prefix64(a)) && !a.is_unspecified());
+        Some((socket, seen, src6))
+    }
+
+    /// Every packet sent by a peer, with [`ViewData::sent_by_peer`]'s facts.
+    fn sent_packets<'s>(
+        &'s self,
+        cap: &'s DecodedCapture,
+    ) -> impl Iterator<Item = (usize, (Endpoint, Endpoint, Option<Ipv6Addr>))> + 's {
+        (0..self.n).filter_map(move |p| Some((p, self.sent_by_peer(cap, p)?)))
+    }
+
+    fn find_peers(&mut self, cap: &DecodedCapture, roles: &Roles) {
+        // Packets sent by peers, walked three times rather than listed: a list would hold
+        // ~40 bytes per packet of a large capture.
         // One peer per group of sockets that share a 6bed4 source address (a socket that
         // moved behind a rebinding NAT keeps using its address) or are one packet's ends.
         let mut uf = UnionFind::default();
         let mut owner: BTreeMap<Ipv6Addr, Endpoint> = BTreeMap::new();
-        let known: std::collections::BTreeSet<Endpoint> = sent.iter().flat_map(|s| [s.1, s.2]).collect();
-        for &(p, socket, seen, src6) in &sent {
+        let known: std::collections::BTreeSet<Endpoint> =
+            self.sent_packets(cap).flat_map(|s| [s.1 .0, s.1 .1]).collect();
+        for (p, (socket, seen, src6)) in self.sent_packets(cap) {
             uf.union(socket, seen);
             if let Some(a) = src6 {
                 let o = *owner.entry(a).or_insert(socket);
@@ -405,7 +455,10 @@ impl ViewData {
         }
         let mut index: BTreeMap<Endpoint, usize> = BTreeMap::new();
         let mut unnamed = 0usize;
-        for &(p, socket, _, src6) in &sent {
+        for p in 0..self.n {
+            let Some((socket, _, src6)) = self.sent_by_peer(cap, p) else {
+                continue;
+            };
             let root = uf.find(socket);
             let peer = match index.get(&root) {
                 Some(&i) => i,
