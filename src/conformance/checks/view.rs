@@ -192,6 +192,24 @@ pub fn nd_valid(r: &Decoded) -> bool {
 
 impl ViewData {
     pub(crate) fn build(cap: &DecodedCapture, roles: &Roles, expect: &Expectations) -> ViewData {
+        // The inner-key index is independent of the rest: on a second thread when there
+        // is a second core (a large capture's index sorts a million keys).
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        if threads < 2 || cap.records.len() < 100_000 {
+            let mut d = ViewData::build_rest(cap, roles, expect);
+            (d.by_key, d.key_slots) = key_index(&cap.records);
+            return d;
+        }
+        std::thread::scope(|s| {
+            let index = s.spawn(|| key_index(&cap.records));
+            let mut d = ViewData::build_rest(cap, roles, expect);
+            (d.by_key, d.key_slots) = index.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+            d
+        })
+    }
+
+    /// Everything but the inner-key index.
+    fn build_rest(cap: &DecodedCapture, roles: &Roles, expect: &Expectations) -> ViewData {
         let n = cap.packets;
         let identity = n == cap.records.len() && cap.records.iter().enumerate().all(|(i, r)| r.packet == i);
         let mut d = ViewData {
@@ -206,9 +224,6 @@ impl ViewData {
         }
         let mut counts = if identity { Vec::new() } else { vec![0usize; n + 1] };
         for (i, r) in cap.records.iter().enumerate() {
-            if let Some(k) = r.inner_key {
-                d.by_key.push((k, i));
-            }
             if identity || r.layer != Layer::Tunnel || r.packet >= n {
                 continue;
             }
@@ -217,23 +232,6 @@ impl ViewData {
             }
             d.last[r.packet] = i;
             counts[r.packet + 1] += 1;
-        }
-        d.by_key.sort_unstable();
-        let keys = d.by_key.chunk_by(|x, y| x.0 == y.0).count();
-        if keys > 0 && d.by_key.len() < u32::MAX as usize {
-            let size = (2 * keys).next_power_of_two();
-            let bits = size.trailing_zeros().max(1);
-            d.key_slots = vec![u32::MAX; 1 << bits];
-            let mask = d.key_slots.len() - 1;
-            let mut a = 0;
-            while let Some(&(k, _)) = d.by_key.get(a) {
-                let mut i = key_slot(k, bits);
-                while d.key_slots[i] != u32::MAX {
-                    i = (i + 1) & mask;
-                }
-                d.key_slots[i] = a as u32;
-                a += d.by_key[a..].partition_point(|e| e.0 == k);
-            }
         }
         d.router_node = router_node(cap);
         if !identity {
@@ -768,6 +766,38 @@ impl<'a> View<'a> {
     pub fn is_ra(r: &Decoded) -> bool {
         r.is_tunnel() && r.icmp_type() == Some(inner::RA) && r.inner.is_some()
     }
+}
+
+/// The inner-key index: (key, record index) sorted, and the slot table of where each
+/// key's run starts (see `ViewData::key_slots`).
+fn key_index(records: &[Decoded]) -> (Vec<(u64, usize)>, Vec<u32>) {
+    let mut by_key: Vec<(u64, usize)> =
+        Vec::with_capacity(records.iter().filter(|r| r.inner_key.is_some()).count());
+    by_key.extend(
+        records
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| Some((r.inner_key?, i))),
+    );
+    by_key.sort_unstable();
+    let mut key_slots = Vec::new();
+    let keys = by_key.chunk_by(|x, y| x.0 == y.0).count();
+    if keys > 0 && by_key.len() < u32::MAX as usize {
+        let size = (2 * keys).next_power_of_two();
+        let bits = size.trailing_zeros().max(1);
+        key_slots = vec![u32::MAX; 1 << bits];
+        let mask = key_slots.len() - 1;
+        let mut a = 0;
+        for run in by_key.chunk_by(|x, y| x.0 == y.0) {
+            let mut i = key_slot(run[0].0, bits);
+            while key_slots[i] != u32::MAX {
+                i = (i + 1) & mask;
+            }
+            key_slots[i] = a as u32;
+            a += run.len();
+        }
+    }
+    (by_key, key_slots)
 }
 
 /// The node that sends the router's datagrams (their first sighting leaves by its
