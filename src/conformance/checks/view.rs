@@ -80,7 +80,8 @@ pub(crate) struct ViewData {
     router_node: Option<String>,
     injected: Vec<bool>,
     peers: Vec<Peer>,
-    socket_peer: BTreeMap<Endpoint, usize>,
+    /// Looked up for nearly every packet by several checks: a fast hash map (never iterated).
+    socket_peer: decode::FastMap<Endpoint, usize>,
     rebindings: Vec<Rebinding>,
     /// Record indices per inner key (the same inner packet, hop limit aside), in time
     /// order: relays and TUN copies are found without scanning the capture.

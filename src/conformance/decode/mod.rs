@@ -422,17 +422,14 @@ pub(crate) type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<Fast
 /// `HashSet` with [`FastHasher`].
 pub(crate) type FastSet<K> = HashSet<K, std::hash::BuildHasherDefault<FastHasher>>;
 
-/// Records per chunk while decoding.
-const CHUNK: usize = 16 * 1024;
-
 /// The streaming decoder.
 #[derive(Debug)]
 pub struct Decoder {
     opts: DecodeOptions,
-    /// Filled chunks of [`CHUNK`] records, then the open one: a growing `Vec` would hold up
-    /// to twice the records' memory (its capacity doubles); `finish` moves the chunks into
-    /// one exactly sized `Vec`, freeing each as it goes.
-    chunks: Vec<Vec<Decoded>>,
+    /// One growing `Vec`: its doubling capacity is address space, not memory (the pages
+    /// past its length are never touched), and a large block grows by `mremap` without a
+    /// copy. Collecting chunks and moving them into one `Vec` at the end (as before) cost
+    /// ~0.2 s per GB of capture for the move alone.
     records: Vec<Decoded>,
     unknown_kept: usize,
     stats: DecodeStats,
@@ -613,8 +610,7 @@ impl Decoder {
     pub fn new(opts: DecodeOptions) -> Decoder {
         Decoder {
             opts,
-            chunks: Vec::new(),
-            records: Vec::with_capacity(CHUNK),
+            records: Vec::new(),
             unknown_kept: 0,
             stats: DecodeStats::default(),
             defer: false,
@@ -644,10 +640,6 @@ impl Decoder {
         if self.defer {
             self.deferred.push((rec, unknown));
             return;
-        }
-        if self.records.len() == CHUNK {
-            let full = std::mem::replace(&mut self.records, Vec::with_capacity(CHUNK));
-            self.chunks.push(full);
         }
         self.records.push(rec);
     }
@@ -841,16 +833,10 @@ impl Decoder {
     pub fn finish(self) -> DecodedCapture {
         let Decoder {
             opts,
-            chunks,
-            records: open,
+            mut records,
             stats,
             ..
         } = self;
-        let mut records = Vec::with_capacity(chunks.iter().map(Vec::len).sum::<usize>() + open.len());
-        for c in chunks {
-            records.extend(c);
-        }
-        records.extend(open);
         let mut stats = stats;
         let router_port = |port: u16| Profile::from_port(port).is_some() || opts.port == Some(port);
 
@@ -900,7 +886,8 @@ impl Decoder {
                 _ => false,
             }
         };
-        let mut records: Vec<Decoded> = records.into_iter().filter(keep).collect();
+        // In place, in order; nothing moves before the first record dropped.
+        records.retain(keep);
         records.shrink_to_fit();
         // Frames are unique, so an unstable sort gives the same order without a buffer of
         // half the records; a capture from one interface is already in order.

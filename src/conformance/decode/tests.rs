@@ -294,7 +294,7 @@ fn two_decoding_threads_give_exactly_what_one_gives() {
 #[test]
 fn records_stay_small() {
     assert!(
-        std::mem::size_of::<super::Decoded>() <= 224,
+        std::mem::size_of::<super::Decoded>() <= 216,
         "Decoded is {} bytes",
         std::mem::size_of::<super::Decoded>()
     );
