@@ -841,36 +841,21 @@ impl Decoder {
         let router_port = |port: u16| Profile::from_port(port).is_some() || opts.port == Some(port);
 
         // 1. Flows that are 6bed4: a router port, or an inner address naming an endpoint.
-        let flow = |a: Endpoint, b: Endpoint| if a <= b { (a, b) } else { (b, a) };
-        let mut six_flows: FastSet<(Endpoint, Endpoint)> = FastSet::default();
-        let mut prefixes = BTreeSet::new();
-        for r in &records {
-            let (Some(o), Layer::Tunnel) = (&r.outer, r.layer) else {
-                continue;
-            };
-            if matches!(r.kind, Kind::IcmpError { v6: false, .. }) {
-                continue;
+        // Two threads take half the records each (the sets are unions: order-free).
+        let (mut six_flows, mut prefixes) = (FastSet::default(), BTreeSet::new());
+        let halves = if records.len() >= 100_000 { 2 } else { 1 };
+        let part = records.len().div_ceil(halves).max(1);
+        std::thread::scope(|s| {
+            let found: Vec<_> = records
+                .chunks(part)
+                .map(|c| s.spawn(|| six_flows_in(c, &router_port)))
+                .collect();
+            for h in found {
+                let (f, p) = h.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+                six_flows.extend(f);
+                prefixes.extend(p);
             }
-            if router_port(o.src.port()) || router_port(o.dst.port()) {
-                six_flows.insert(flow(o.src, o.dst));
-            }
-            if let Some(ih) = &r.inner {
-                for a in [ih.src, ih.dst] {
-                    if a.is_unspecified() || addr::is_multicast(&a) {
-                        continue;
-                    }
-                    if [o.src, o.dst]
-                        .iter()
-                        .any(|&ep| addr::layout_naming(&a, ep).is_some() || addr::loosely_names(&a, ep))
-                    {
-                        six_flows.insert(flow(o.src, o.dst));
-                        if !addr::is_link_local(&a) {
-                            prefixes.insert(addr::prefix64(&a));
-                        }
-                    }
-                }
-            }
-        }
+        });
         let endpoints: FastSet<Endpoint> = six_flows.iter().flat_map(|&(a, b)| [a, b]).collect();
         let keep = |r: &Decoded| -> bool {
             match (&r.layer, &r.kind, &r.outer) {
@@ -982,6 +967,45 @@ fn one_capture_point(records: &[Decoded]) -> bool {
         }
     }
     true
+}
+
+/// The flows of `records` that are 6bed4 (a router port, or an inner address naming an
+/// endpoint) and the /64s of the addresses that named one.
+fn six_flows_in(
+    records: &[Decoded],
+    router_port: &(impl Fn(u16) -> bool + Sync),
+) -> (FastSet<(Endpoint, Endpoint)>, BTreeSet<Ipv6Addr>) {
+    let flow = |a: Endpoint, b: Endpoint| if a <= b { (a, b) } else { (b, a) };
+    let mut six_flows: FastSet<(Endpoint, Endpoint)> = FastSet::default();
+    let mut prefixes = BTreeSet::new();
+    for r in records {
+        let (Some(o), Layer::Tunnel) = (&r.outer, r.layer) else {
+            continue;
+        };
+        if matches!(r.kind, Kind::IcmpError { v6: false, .. }) {
+            continue;
+        }
+        if router_port(o.src.port()) || router_port(o.dst.port()) {
+            six_flows.insert(flow(o.src, o.dst));
+        }
+        if let Some(ih) = &r.inner {
+            for a in [ih.src, ih.dst] {
+                if a.is_unspecified() || addr::is_multicast(&a) {
+                    continue;
+                }
+                if [o.src, o.dst]
+                    .iter()
+                    .any(|&ep| addr::layout_naming(&a, ep).is_some() || addr::loosely_names(&a, ep))
+                {
+                    six_flows.insert(flow(o.src, o.dst));
+                    if !addr::is_link_local(&a) {
+                        prefixes.insert(addr::prefix64(&a));
+                    }
+                }
+            }
+        }
+    }
+    (six_flows, prefixes)
 }
 
 fn sighting_counts(records: &[Decoded], packets: usize) -> Vec<u16> {
