@@ -437,9 +437,16 @@ impl ViewData {
         // moved behind a rebinding NAT keeps using its address) or are one packet's ends.
         let mut uf = UnionFind::default();
         let mut owner: BTreeMap<Ipv6Addr, Endpoint> = BTreeMap::new();
-        let known: std::collections::BTreeSet<Endpoint> =
+        let known: decode::FastSet<Endpoint> =
             self.sent_packets(cap).flat_map(|s| [s.1 .0, s.1 .1]).collect();
+        // A packet whose socket, receiver's endpoint, address and profile an earlier one
+        // had joins nothing new (every union below is then a no-op): skipped.
+        let mut done: decode::FastSet<(Endpoint, Endpoint, Option<Ipv6Addr>, decode::Profile)> =
+            decode::FastSet::default();
         for (p, (socket, seen, src6)) in self.sent_packets(cap) {
+            if !done.insert((socket, seen, src6, cap.records[self.first(cap, p)].profile)) {
+                continue;
+            }
             uf.union(socket, seen);
             if let Some(a) = src6 {
                 let o = *owner.entry(a).or_insert(socket);
@@ -519,7 +526,7 @@ impl ViewData {
         // Valid RAs that reached each peer: by the socket they arrived at, or, when the
         // capture shows nothing arriving at the peer's sockets (taken at the router), the
         // mapping the router sent them to. An RA lost on the way reached no one.
-        let delivered: std::collections::BTreeSet<Endpoint> = cap
+        let delivered: decode::FastSet<Endpoint> = cap
             .records
             .iter()
             .filter(|r| r.is_tunnel())
