@@ -84,7 +84,8 @@ pub struct CheckArgs {
     /// The peer's configured keepalive TTL (KA-02; 3 when absent).
     #[arg(long)]
     pub keepalive_ttl: Option<u8>,
-    /// Print how long decoding, the shared analysis and each check took (stderr).
+    /// Print how long decoding, the shared analysis and each check took, and the peak
+    /// resident memory after each phase (stderr).
     #[arg(long, hide = true)]
     pub timings: bool,
 }
