@@ -8,12 +8,13 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Args;
 
 use super::anonymise::{self, Options};
-use super::report::{decode_lines, CheckReport};
+use super::report::{decode_lines, CheckReport, Facts};
 use crate::capture::ReadError;
 use crate::conformance::checks::{Expectations, Inputs, REGISTRY};
 use crate::conformance::decode::{decode_file, DecodeOptions, DecodedCapture, Profile};
@@ -83,7 +84,8 @@ pub struct CheckArgs {
     /// The peer's configured keepalive TTL (KA-02; 3 when absent).
     #[arg(long)]
     pub keepalive_ttl: Option<u8>,
-    /// Print how long decoding, the shared analysis and each check took (stderr).
+    /// Print how long decoding, the shared analysis and each check took, and the peak
+    /// resident memory after each phase (stderr).
     #[arg(long, hide = true)]
     pub timings: bool,
 }
@@ -243,6 +245,19 @@ fn warn_read_error(cap: &DecodedCapture) {
     }
 }
 
+/// The process's peak resident set so far (`VmHWM`), for `--timings`: where in the run
+/// the memory peaks. "?" where /proc does not say.
+fn peak_rss() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .map(|v| v.trim().replace(" kB", " KB"))
+        })
+        .unwrap_or_else(|| "?".to_string())
+}
+
 /// Runs `bedlab check`.
 pub fn check(a: CheckArgs) -> ExitCode {
     let started = Instant::now();
@@ -251,6 +266,7 @@ pub fn check(a: CheckArgs) -> ExitCode {
         Err(code) => return code,
     };
     let decoded = started.elapsed();
+    let peak_decoded = peak_rss();
     warn_read_error(&cap);
     let t0 = first_frame_ns(&a.capture, &cap);
     let expect = Expectations {
@@ -269,32 +285,45 @@ pub fn check(a: CheckArgs) -> ExitCode {
         Roles::default(),
     );
     let analysed = started.elapsed();
-    // The checks only read the decoded capture: they run on up to two threads (every
-    // other check each), and the results are put back in registry order.
+    let peak_analysed = peak_rss();
+    let Some(view) = inputs.views().next() else {
+        return failure("no capture to check");
+    };
+    // The checks and the report's facts only read the decoded capture: they run on up to
+    // two threads, each taking the next job (the facts first) when it is free, and the
+    // results are put back in registry order.
     let threads = std::thread::available_parallelism().map_or(1, usize::from).min(2);
-    let mut timed: Vec<(usize, CheckResult, Duration)> = std::thread::scope(|s| {
-        let inputs = &inputs;
+    let next = AtomicUsize::new(0);
+    let (mut timed, facts): (Vec<(usize, CheckResult, Duration)>, Option<Facts>) = std::thread::scope(|s| {
+        let (inputs, next, view) = (&inputs, &next, &view);
         let handles: Vec<_> = (0..threads)
-            .map(|k| {
+            .map(|_| {
                 s.spawn(move || {
-                    REGISTRY
-                        .iter()
-                        .enumerate()
-                        .skip(k)
-                        .step_by(threads)
-                        .map(|(i, d)| {
-                            let t = Instant::now();
-                            let r = (d.run)(inputs);
-                            (i, r, t.elapsed())
-                        })
-                        .collect::<Vec<_>>()
+                    let mut done = Vec::new();
+                    let mut facts = None;
+                    loop {
+                        match next.fetch_add(1, Ordering::Relaxed) {
+                            0 => facts = Some(Facts::build(view.cap, view, t0)),
+                            j => {
+                                let Some(d) = REGISTRY.get(j - 1) else { break };
+                                let t = Instant::now();
+                                let r = (d.run)(inputs);
+                                done.push((j - 1, r, t.elapsed()));
+                            }
+                        }
+                    }
+                    (done, facts)
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect()
+        let mut all = Vec::new();
+        let mut facts = None;
+        for h in handles {
+            let (done, f) = h.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+            all.extend(done);
+            facts = facts.or(f);
+        }
+        (all, facts)
     });
     timed.sort_by_key(|t| t.0);
     let mut per_check: Vec<(Duration, &str)> = timed.iter().map(|t| (t.2, REGISTRY[t.0].id)).collect();
@@ -307,17 +336,21 @@ pub fn check(a: CheckArgs) -> ExitCode {
             .map(|(d, id)| format!("{id} {d:.2?}"))
             .collect();
         eprintln!(
-            "timings: decode {decoded:.2?}, analysis {:.2?}, checks {:.2?} (slowest: {}), {} records",
+            "timings: decode {decoded:.2?}, analysis {:.2?}, checks and report facts {:.2?} (slowest checks: {}), {} records",
             analysed - decoded,
             started.elapsed() - analysed,
             slowest.join(", "),
             inputs.captures.first().map_or(0, |c| c.records.len())
         );
+        eprintln!(
+            "peak memory: after decode {}, after analysis {}, after checks {}",
+            peak_decoded,
+            peak_analysed,
+            peak_rss()
+        );
     }
-    let Some(view) = inputs.views().next() else {
-        return failure("no capture to check");
-    };
-    let report = CheckReport::new(view.cap, &view, results, t0);
+    let facts = facts.unwrap_or_else(|| Facts::build(view.cap, &view, t0));
+    let report = CheckReport::with_facts(view.cap, results, facts, t0);
     let mut out = std::io::stdout().lock();
     let written = if a.json {
         writeln!(out, "{}", report.json())

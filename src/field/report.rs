@@ -202,9 +202,10 @@ pub struct CheckReport<'a> {
     t0: u64,
 }
 
-/// What the report says about the capture, apart from the verdicts.
+/// What the report says about the capture, apart from the verdicts: built apart from them
+/// ([`Facts::build`]), so that `check` can make it while the checks run.
 #[derive(Debug, Default)]
-struct Facts {
+pub struct Facts {
     routers: Vec<String>,
     peers: Vec<PeerFacts>,
     paths: Vec<String>,
@@ -232,6 +233,17 @@ impl<'a> CheckReport<'a> {
         t0: u64,
     ) -> CheckReport<'a> {
         let facts = Facts::build(cap, view, t0);
+        CheckReport::with_facts(cap, results, facts, t0)
+    }
+
+    /// [`CheckReport::new`] with facts already built (by [`Facts::build`] on the same
+    /// capture, view and `t0`).
+    pub fn with_facts(
+        cap: &'a DecodedCapture,
+        results: Vec<CheckResult>,
+        facts: Facts,
+        t0: u64,
+    ) -> CheckReport<'a> {
         CheckReport {
             cap,
             results,
@@ -388,7 +400,8 @@ fn median(v: &[u64]) -> u64 {
 }
 
 impl Facts {
-    fn build(cap: &DecodedCapture, v: &View<'_>, t0: u64) -> Facts {
+    /// The report's facts about a capture; times since `t0`.
+    pub fn build(cap: &DecodedCapture, v: &View<'_>, t0: u64) -> Facts {
         let mut f = Facts {
             routers: cap
                 .routers

@@ -34,7 +34,7 @@ pub(super) fn en01(v: &View<'_>) -> Finding {
                 format!(
                     "{}-byte UDP payload holds a {}-byte IPv6 packet and {} more bytes",
                     o.udp_payload_len,
-                    o.udp_payload_len.saturating_sub(f.trailing),
+                    o.udp_payload_len.saturating_sub(f.trailing as usize),
                     f.trailing
                 ),
             );

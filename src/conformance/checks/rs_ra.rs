@@ -531,7 +531,7 @@ pub(super) fn ra04(v: &View<'_>) -> Finding {
                 r.profile.name()
             ));
         }
-        for pio in prefixes {
+        for pio in prefixes.iter() {
             if pio.preferred > pio.valid {
                 p.push(format!(
                     "preferred lifetime {} > valid {}",

@@ -61,6 +61,12 @@ pub struct Rebinding {
 /// The analysis, stored by index so that [`Inputs`] can own it next to the captures.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ViewData {
+    /// Number of packets.
+    n: usize,
+    /// Every record is its own packet (one capture point, as in a field capture): a packet's
+    /// first, last, only sighting and router view are its record, so the five per-packet
+    /// arrays below stay empty (40 bytes per datagram less).
+    identity: bool,
     /// Per packet: record index of the first and last tunnel sighting (usize::MAX if none).
     first: Vec<usize>,
     last: Vec<usize>,
@@ -74,14 +80,42 @@ pub(crate) struct ViewData {
     router_node: Option<String>,
     injected: Vec<bool>,
     peers: Vec<Peer>,
-    socket_peer: BTreeMap<Endpoint, usize>,
+    /// Looked up for nearly every packet by several checks: a fast hash map (never iterated).
+    socket_peer: decode::FastMap<Endpoint, usize>,
     rebindings: Vec<Rebinding>,
     /// Record indices per inner key (the same inner packet, hop limit aside), in time
     /// order: relays and TUN copies are found without scanning the capture.
     /// (inner key, record index), sorted: one key's records are a contiguous run, found
-    /// through `key_runs` (key → start, end).
+    /// through `key_slots`.
     by_key: Vec<(u64, usize)>,
-    key_runs: decode::FastMap<u64, (usize, usize)>,
+    /// An open-addressed table (linear probing, a power of two at least twice the number
+    /// of keys) of where each key's run starts in `by_key`, `u32::MAX` for an empty slot:
+    /// 4 bytes a slot where a hash map of runs took ~50 bytes a key. Empty when there are
+    /// no keys or too many records for `u32`; a key's run is then found by binary search.
+    key_slots: Vec<u32>,
+}
+
+/// The slot a key's probe starts at, in a table of `1 << bits` slots (keys are hashes
+/// already; the multiply spreads their high bits).
+fn key_slot(k: u64, bits: u32) -> usize {
+    (k.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits)) as usize
+}
+
+/// A packet's sightings as record indices: a slice of the per-packet arrays, or the one
+/// record itself when every record is its own packet.
+#[derive(Debug, Clone, Copy)]
+enum Sightings<'a> {
+    Many(&'a [usize]),
+    One([usize; 1]),
+}
+
+impl Sightings<'_> {
+    fn as_slice(&self) -> &[usize] {
+        match self {
+            Sightings::Many(s) => s,
+            Sightings::One(a) => a,
+        }
+    }
 }
 
 /// A capture and its analysis.
@@ -159,19 +193,39 @@ pub fn nd_valid(r: &Decoded) -> bool {
 
 impl ViewData {
     pub(crate) fn build(cap: &DecodedCapture, roles: &Roles, expect: &Expectations) -> ViewData {
+        // The inner-key index is independent of the rest: on a second thread when there
+        // is a second core (a large capture's index sorts a million keys).
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        if threads < 2 || cap.records.len() < 100_000 {
+            let mut d = ViewData::build_rest(cap, roles, expect);
+            (d.by_key, d.key_slots) = key_index(&cap.records);
+            return d;
+        }
+        std::thread::scope(|s| {
+            let index = s.spawn(|| key_index(&cap.records));
+            let mut d = ViewData::build_rest(cap, roles, expect);
+            (d.by_key, d.key_slots) = index.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+            d
+        })
+    }
+
+    /// Everything but the inner-key index.
+    fn build_rest(cap: &DecodedCapture, roles: &Roles, expect: &Expectations) -> ViewData {
         let n = cap.packets;
+        let identity = n == cap.records.len() && cap.records.iter().enumerate().all(|(i, r)| r.packet == i);
         let mut d = ViewData {
-            first: vec![usize::MAX; n],
-            last: vec![usize::MAX; n],
+            n,
+            identity,
             injected: vec![false; n],
             ..ViewData::default()
         };
-        let mut counts = vec![0usize; n + 1];
+        if !identity {
+            d.first = vec![usize::MAX; n];
+            d.last = vec![usize::MAX; n];
+        }
+        let mut counts = if identity { Vec::new() } else { vec![0usize; n + 1] };
         for (i, r) in cap.records.iter().enumerate() {
-            if let Some(k) = r.inner_key {
-                d.by_key.push((k, i));
-            }
-            if r.layer != Layer::Tunnel || r.packet >= n {
+            if identity || r.layer != Layer::Tunnel || r.packet >= n {
                 continue;
             }
             if d.first[r.packet] == usize::MAX {
@@ -180,30 +234,24 @@ impl ViewData {
             d.last[r.packet] = i;
             counts[r.packet + 1] += 1;
         }
-        d.by_key.sort_unstable();
-        let mut a = 0;
-        while a < d.by_key.len() {
-            let k = d.by_key[a].0;
-            let b = a + d.by_key[a..].partition_point(|e| e.0 == k);
-            d.key_runs.insert(k, (a, b));
-            a = b;
-        }
-        for p in 0..n {
-            counts[p + 1] += counts[p];
-        }
-        let mut fill = counts.clone();
-        d.all_idx = vec![0; counts[n]];
-        for (i, r) in cap.records.iter().enumerate() {
-            if r.layer == Layer::Tunnel && r.packet < n {
-                d.all_idx[fill[r.packet]] = i;
-                fill[r.packet] += 1;
-            }
-        }
-        d.all_start = counts;
         d.router_node = router_node(cap);
-        d.at_router = (0..n)
-            .map(|p| d.find_router_view(cap, p).unwrap_or(usize::MAX))
-            .collect();
+        if !identity {
+            for p in 0..n {
+                counts[p + 1] += counts[p];
+            }
+            let mut fill = counts.clone();
+            d.all_idx = vec![0; counts[n]];
+            for (i, r) in cap.records.iter().enumerate() {
+                if r.layer == Layer::Tunnel && r.packet < n {
+                    d.all_idx[fill[r.packet]] = i;
+                    fill[r.packet] += 1;
+                }
+            }
+            d.all_start = counts;
+            d.at_router = (0..n)
+                .map(|p| d.find_router_view(cap, p).unwrap_or(usize::MAX))
+                .collect();
+        }
         if let Some(inj) = &expect.injection {
             let until = inj.until_ns.unwrap_or(inj.at_ns.saturating_add(10_000_000_000));
             let during = |t: u64| t >= inj.at_ns && t <= until;
@@ -213,7 +261,7 @@ impl ViewData {
             // behind the same NAT) uses its own socket, which is judged as usual.
             let mut lasting = std::collections::BTreeSet::new();
             let mut junk = std::collections::BTreeSet::new();
-            for r in (0..n).filter_map(|p| cap.records.get(d.first[p])) {
+            for r in (0..n).filter_map(|p| cap.records.get(d.first(cap, p))) {
                 let Some(s) = r.src() else { continue };
                 if !during(r.ts_ns) {
                     lasting.insert(s);
@@ -222,7 +270,7 @@ impl ViewData {
                 }
             }
             for p in 0..n {
-                let Some(r) = cap.records.get(d.first[p]) else {
+                let Some(r) = cap.records.get(d.first(cap, p)) else {
                     continue;
                 };
                 d.injected[p] = during(r.ts_ns)
@@ -231,7 +279,8 @@ impl ViewData {
                         Some(ip) => {
                             r.src()
                                 .is_some_and(|s| junk.contains(&s) && !lasting.contains(&s))
-                                && d.all_of(p)
+                                && d.all_of(cap, p)
+                                    .as_slice()
                                     .iter()
                                     .filter_map(|&i| cap.records.get(i)?.src())
                                     .any(|s| *s.ip() == ip)
@@ -244,26 +293,91 @@ impl ViewData {
         d
     }
 
+    /// Record index of packet `p`'s first tunnel sighting (usize::MAX if none).
+    fn first(&self, cap: &DecodedCapture, p: usize) -> usize {
+        if self.identity {
+            return self.own(cap, p);
+        }
+        self.first.get(p).copied().unwrap_or(usize::MAX)
+    }
+
+    /// Record index of packet `p`'s last tunnel sighting (usize::MAX if none).
+    fn last(&self, cap: &DecodedCapture, p: usize) -> usize {
+        if self.identity {
+            return self.own(cap, p);
+        }
+        self.last.get(p).copied().unwrap_or(usize::MAX)
+    }
+
+    /// In identity mode: packet `p`'s record, if it is a tunnel one.
+    fn own(&self, cap: &DecodedCapture, p: usize) -> usize {
+        match cap.records.get(p) {
+            Some(r) if r.layer == Layer::Tunnel => p,
+            _ => usize::MAX,
+        }
+    }
+
+    /// The record index of packet `p`'s router view (usize::MAX if none).
+    fn at_router(&self, cap: &DecodedCapture, p: usize) -> usize {
+        if self.identity {
+            return self.find_router_view(cap, p).unwrap_or(usize::MAX);
+        }
+        self.at_router.get(p).copied().unwrap_or(usize::MAX)
+    }
+
     /// Record indices of packet `p`'s tunnel sightings, in capture order.
-    fn all_of(&self, p: usize) -> &[usize] {
-        match (self.all_start.get(p), self.all_start.get(p + 1)) {
+    fn all_of(&self, cap: &DecodedCapture, p: usize) -> Sightings<'_> {
+        if self.identity {
+            return match self.own(cap, p) {
+                usize::MAX => Sightings::Many(&[]),
+                i => Sightings::One([i]),
+            };
+        }
+        Sightings::Many(match (self.all_start.get(p), self.all_start.get(p + 1)) {
             (Some(&a), Some(&b)) => self.all_idx.get(a..b).unwrap_or(&[]),
             _ => &[],
-        }
+        })
     }
 
     /// Records (indices) with inner key `k`, in time order.
     fn key_run(&self, k: u64) -> &[(u64, usize)] {
-        self.key_runs
-            .get(&k)
-            .and_then(|&(a, b)| self.by_key.get(a..b))
-            .unwrap_or(&[])
+        let start = if self.key_slots.is_empty() {
+            self.by_key.partition_point(|e| e.0 < k)
+        } else {
+            let mask = self.key_slots.len() - 1;
+            let bits = self.key_slots.len().trailing_zeros();
+            let mut i = key_slot(k, bits);
+            loop {
+                let s = self.key_slots[i];
+                if s == u32::MAX {
+                    return &[];
+                }
+                if self.by_key.get(s as usize).is_some_and(|e| e.0 == k) {
+                    break s as usize;
+                }
+                i = (i + 1) & mask;
+            }
+        };
+        let run = self.by_key.get(start..).unwrap_or(&[]);
+        // Most runs are one or two records long: gallop before the binary search so that
+        // a short run costs a probe or two, not a search over the rest of the index.
+        let mut hi = 1;
+        while run.get(hi).is_some_and(|e| e.0 == k) {
+            hi *= 2;
+        }
+        let lo = hi / 2;
+        let len = lo
+            + run
+                .get(lo..hi.min(run.len()))
+                .map_or(0, |r| r.partition_point(|e| e.0 == k));
+        run.get(..len).unwrap_or(&[])
     }
 
     /// The record index of packet `p`'s sighting that stands for what the router got.
     fn find_router_view(&self, cap: &DecodedCapture, p: usize) -> Option<usize> {
-        let all = self.all_of(p);
-        if p >= self.first.len() {
+        let all = self.all_of(cap, p);
+        let all = all.as_slice();
+        if p >= self.n {
             return None;
         }
         let rec = |i: &usize| cap.records.get(*i);
@@ -290,41 +404,56 @@ impl ViewData {
         })
     }
 
-    fn find_peers(&mut self, cap: &DecodedCapture, roles: &Roles) {
-        // Packets sent by peers: (packet, socket, endpoint the receiver saw, 6bed4 source).
-        let mut sent = Vec::new();
-        for p in 0..self.first.len() {
-            let (Some(f), Some(l)) = (cap.records.get(self.first[p]), cap.records.get(self.last[p])) else {
-                continue;
-            };
-            if self.injected[p] || f.from_router || matches!(f.kind, Kind::IcmpError { v6: false, .. }) {
-                continue;
-            }
-            let (Some(socket), Some(seen)) = (f.src(), l.src()) else {
-                continue;
-            };
-            if cap.routers.contains(&socket) {
-                continue;
-            }
-            let src6 = f
-                .inner
-                .map(|h| h.src)
-                .filter(|a| cap.prefixes.contains(&addr::prefix64(a)) && !a.is_unspecified());
-            sent.push((p, socket, seen, src6));
+    /// A packet sent by a peer: (socket, endpoint the receiver saw, 6bed4 source).
+    fn sent_by_peer(&self, cap: &DecodedCapture, p: usize) -> Option<(Endpoint, Endpoint, Option<Ipv6Addr>)> {
+        let f = cap.records.get(self.first(cap, p))?;
+        let l = cap.records.get(self.last(cap, p))?;
+        if self.injected[p] || f.from_router || matches!(f.kind, Kind::IcmpError { v6: false, .. }) {
+            return None;
         }
+        let (socket, seen) = (f.src()?, l.src()?);
+        if cap.routers.contains(&socket) {
+            return None;
+        }
+        let src6 = f
+            .inner
+            .map(|h| h.src)
+            .filter(|a| cap.prefixes.contains(&addr::prefix64(a)) && !a.is_unspecified());
+        Some((socket, seen, src6))
+    }
+
+    /// Every packet sent by a peer, with [`ViewData::sent_by_peer`]'s facts.
+    fn sent_packets<'s>(
+        &'s self,
+        cap: &'s DecodedCapture,
+    ) -> impl Iterator<Item = (usize, (Endpoint, Endpoint, Option<Ipv6Addr>))> + 's {
+        (0..self.n).filter_map(move |p| Some((p, self.sent_by_peer(cap, p)?)))
+    }
+
+    fn find_peers(&mut self, cap: &DecodedCapture, roles: &Roles) {
+        // Packets sent by peers, walked three times rather than listed: a list would hold
+        // ~40 bytes per packet of a large capture.
         // One peer per group of sockets that share a 6bed4 source address (a socket that
         // moved behind a rebinding NAT keeps using its address) or are one packet's ends.
         let mut uf = UnionFind::default();
         let mut owner: BTreeMap<Ipv6Addr, Endpoint> = BTreeMap::new();
-        let known: std::collections::BTreeSet<Endpoint> = sent.iter().flat_map(|s| [s.1, s.2]).collect();
-        for &(p, socket, seen, src6) in &sent {
+        let known: decode::FastSet<Endpoint> =
+            self.sent_packets(cap).flat_map(|s| [s.1 .0, s.1 .1]).collect();
+        // A packet whose socket, receiver's endpoint, address and profile an earlier one
+        // had joins nothing new (every union below is then a no-op): skipped.
+        let mut done: decode::FastSet<(Endpoint, Endpoint, Option<Ipv6Addr>, decode::Profile)> =
+            decode::FastSet::default();
+        for (p, (socket, seen, src6)) in self.sent_packets(cap) {
+            if !done.insert((socket, seen, src6, cap.records[self.first(cap, p)].profile)) {
+                continue;
+            }
             uf.union(socket, seen);
             if let Some(a) = src6 {
                 let o = *owner.entry(a).or_insert(socket);
                 uf.union(o, socket);
                 // The address names the endpoint it was formed for: the same peer (its
                 // mapping before a rebinding, or its NAT's side of the socket).
-                let profile = cap.records[self.first[p]].profile;
+                let profile = cap.records[self.first(cap, p)].profile;
                 if let Some(named) = profile.decode(&a).filter(|n| known.contains(n)) {
                     uf.union(named, socket);
                 }
@@ -332,12 +461,15 @@ impl ViewData {
         }
         let mut index: BTreeMap<Endpoint, usize> = BTreeMap::new();
         let mut unnamed = 0usize;
-        for &(p, socket, _, src6) in &sent {
+        for p in 0..self.n {
+            let Some((socket, _, src6)) = self.sent_by_peer(cap, p) else {
+                continue;
+            };
             let root = uf.find(socket);
             let peer = match index.get(&root) {
                 Some(&i) => i,
                 None => {
-                    let f = &cap.records[self.first[p]];
+                    let f = &cap.records[self.first(cap, p)];
                     let name = match (f.node(), f.direction) {
                         (Some(node), Some(Direction::Outbound)) => node.to_string(),
                         _ => match roles.by_ipv4.get(socket.ip()) {
@@ -360,6 +492,7 @@ impl ViewData {
                 }
             };
             self.socket_peer.entry(socket).or_insert(peer);
+            let at_router = self.at_router(cap, p);
             let pe = &mut self.peers[peer];
             if !pe.sockets.contains(&socket) {
                 pe.sockets.push(socket);
@@ -371,7 +504,7 @@ impl ViewData {
             }
             // The mapping is what the router saw; a datagram that never reached it says
             // nothing (one lost on the LAN carries only the private socket).
-            let Some(at) = cap.records.get(self.at_router[p]) else {
+            let Some(at) = cap.records.get(at_router) else {
                 continue;
             };
             let Some(mapped) = at.src().filter(|_| at.towards_router) else {
@@ -393,15 +526,18 @@ impl ViewData {
         // Valid RAs that reached each peer: by the socket they arrived at, or, when the
         // capture shows nothing arriving at the peer's sockets (taken at the router), the
         // mapping the router sent them to. An RA lost on the way reached no one.
-        let delivered: std::collections::BTreeSet<Endpoint> = cap
+        let delivered: decode::FastSet<Endpoint> = cap
             .records
             .iter()
             .filter(|r| r.is_tunnel())
             .filter_map(|r| r.dst())
             .filter(|d| self.socket_peer.contains_key(d))
             .collect();
-        for p in 0..self.first.len() {
-            let (Some(f), Some(l)) = (cap.records.get(self.first[p]), cap.records.get(self.last[p])) else {
+        for p in 0..self.n {
+            let (Some(f), Some(l)) = (
+                cap.records.get(self.first(cap, p)),
+                cap.records.get(self.last(cap, p)),
+            ) else {
                 continue;
             };
             if !ra_valid(f) || self.injected[p] {
@@ -418,7 +554,8 @@ impl ViewData {
                     })
                 });
             if let Some(i) = target {
-                self.peers[i].ras.push((l.ts_ns, self.last[p]));
+                let last = self.last(cap, p);
+                self.peers[i].ras.push((l.ts_ns, last));
             }
         }
     }
@@ -432,36 +569,36 @@ impl<'a> View<'a> {
     /// Tunnel packets as (sender's sighting, receiver's sighting), in time order, without
     /// the injected ones.
     pub fn packets(&self) -> impl Iterator<Item = (&'a Decoded, &'a Decoded)> + '_ {
-        (0..self.data.first.len()).filter_map(move |p| {
+        (0..self.data.n).filter_map(move |p| {
             if self.data.injected[p] {
                 return None;
             }
             Some((
-                self.cap.records.get(self.data.first[p])?,
-                self.cap.records.get(self.data.last[p])?,
+                self.cap.records.get(self.data.first(self.cap, p))?,
+                self.cap.records.get(self.data.last(self.cap, p))?,
             ))
         })
     }
 
     /// Injected tunnel packets (per [`super::Injection`]), as (sender's, receiver's) sighting.
     pub fn injected_packets(&self) -> impl Iterator<Item = (&'a Decoded, &'a Decoded)> + '_ {
-        (0..self.data.first.len()).filter_map(move |p| {
+        (0..self.data.n).filter_map(move |p| {
             if !self.data.injected[p] {
                 return None;
             }
             Some((
-                self.cap.records.get(self.data.first[p])?,
-                self.cap.records.get(self.data.last[p])?,
+                self.cap.records.get(self.data.first(self.cap, p))?,
+                self.cap.records.get(self.data.last(self.cap, p))?,
             ))
         })
     }
 
     /// Every tunnel packet, injected or not.
     pub fn all_packets(&self) -> impl Iterator<Item = (&'a Decoded, &'a Decoded)> + '_ {
-        (0..self.data.first.len()).filter_map(move |p| {
+        (0..self.data.n).filter_map(move |p| {
             Some((
-                self.cap.records.get(self.data.first[p])?,
-                self.cap.records.get(self.data.last[p])?,
+                self.cap.records.get(self.data.first(self.cap, p))?,
+                self.cap.records.get(self.data.last(self.cap, p))?,
             ))
         })
     }
@@ -474,19 +611,20 @@ impl<'a> View<'a> {
     /// The sender's and receiver's sightings of the packet `r` belongs to.
     pub fn ends(&self, r: &Decoded) -> Option<(&'a Decoded, &'a Decoded)> {
         Some((
-            self.cap.records.get(*self.data.first.get(r.packet)?)?,
-            self.cap.records.get(*self.data.last.get(r.packet)?)?,
+            self.cap.records.get(self.data.first(self.cap, r.packet))?,
+            self.cap.records.get(self.data.last(self.cap, r.packet))?,
         ))
     }
 
     /// Every tunnel sighting of the packet `r` belongs to, in capture order.
     pub fn sightings(&self, r: &Decoded) -> impl Iterator<Item = &'a Decoded> + '_ {
-        let all: &'a [usize] = if r.is_tunnel() {
-            self.data.all_of(r.packet)
+        let data: &'a ViewData = self.data;
+        let all: Sightings<'a> = if r.is_tunnel() {
+            data.all_of(self.cap, r.packet)
         } else {
-            &[]
+            Sightings::Many(&[])
         };
-        all.iter().filter_map(move |&i| self.cap.records.get(i))
+        (0..all.as_slice().len()).filter_map(move |k| self.cap.records.get(*all.as_slice().get(k)?))
     }
 
     /// The sighting of `r`'s packet that stands for what the router got: at the router's
@@ -496,7 +634,7 @@ impl<'a> View<'a> {
         if !r.is_tunnel() {
             return None;
         }
-        self.cap.records.get(*self.data.at_router.get(r.packet)?)
+        self.cap.records.get(self.data.at_router(self.cap, r.packet))
     }
 
     /// The router's view of every tunnel packet that reached the router (not injected).
@@ -636,6 +774,38 @@ impl<'a> View<'a> {
     pub fn is_ra(r: &Decoded) -> bool {
         r.is_tunnel() && r.icmp_type() == Some(inner::RA) && r.inner.is_some()
     }
+}
+
+/// The inner-key index: (key, record index) sorted, and the slot table of where each
+/// key's run starts (see `ViewData::key_slots`).
+fn key_index(records: &[Decoded]) -> (Vec<(u64, usize)>, Vec<u32>) {
+    let mut by_key: Vec<(u64, usize)> =
+        Vec::with_capacity(records.iter().filter(|r| r.inner_key.is_some()).count());
+    by_key.extend(
+        records
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| Some((r.inner_key?, i))),
+    );
+    by_key.sort_unstable();
+    let mut key_slots = Vec::new();
+    let keys = by_key.chunk_by(|x, y| x.0 == y.0).count();
+    if keys > 0 && by_key.len() < u32::MAX as usize {
+        let size = (2 * keys).next_power_of_two();
+        let bits = size.trailing_zeros().max(1);
+        key_slots = vec![u32::MAX; 1 << bits];
+        let mask = key_slots.len() - 1;
+        let mut a = 0;
+        for run in by_key.chunk_by(|x, y| x.0 == y.0) {
+            let mut i = key_slot(run[0].0, bits);
+            while key_slots[i] != u32::MAX {
+                i = (i + 1) & mask;
+            }
+            key_slots[i] = a as u32;
+            a += run.len();
+        }
+    }
+    (by_key, key_slots)
 }
 
 /// The node that sends the router's datagrams (their first sighting leaves by its

@@ -184,12 +184,12 @@ pub fn parse_ipv6(pkt: &[u8], complete: bool) -> Parsed {
         RA => {
             let u32_at = |i: usize| u32::from_be_bytes([body[i], body[i + 1], body[i + 2], body[i + 3]]);
             Kind::Ra {
-                prefixes: icmp.options.iter().filter_map(|o| o.pio.clone()).collect(),
-                lifetimes: RaLifetimes {
+                prefixes: Box::new(icmp.options.iter().filter_map(|o| o.pio.clone()).collect()),
+                lifetimes: Box::new(RaLifetimes {
                     router: u16::from_be_bytes([body[6], body[7]]),
                     reachable_ms: u32_at(8),
                     retrans_ms: u32_at(12),
-                },
+                }),
                 dst,
                 cur_hop_limit: body[4],
                 flags: body[5],

@@ -288,3 +288,50 @@ fn two_decoding_threads_give_exactly_what_one_gives() {
     assert_eq!(one.prefixes, two.prefixes);
     assert!(one.records == two.records, "records differ");
 }
+
+/// A large capture holds one record per datagram: a field that makes every record bigger
+/// costs ~1.4 MB per byte on a 1 GB capture (see BENCHMARKS.md "Field tools").
+#[test]
+fn records_stay_small() {
+    assert!(
+        std::mem::size_of::<super::Decoded>() <= 216,
+        "Decoded is {} bytes",
+        std::mem::size_of::<super::Decoded>()
+    );
+}
+
+/// From one capture point, `finish` skips the grouping: every record must then be the
+/// packet the grouping would have made of it.
+#[test]
+fn one_capture_point_groups_as_the_grouping_would() {
+    let mut file = Vec::new();
+    let opts = crate::field::gen::GenOptions {
+        bytes: 400_000,
+        peers: 6,
+        seed: 3,
+    };
+    crate::field::gen::generate(&mut file, &opts).expect("generate");
+    let c = super::decode_bytes(&file, super::DecodeOptions::default()).expect("decode");
+    assert!(super::one_capture_point(&c.records));
+    assert!(c.records.len() > 100, "{} records", c.records.len());
+    let mut regrouped = c.records.clone();
+    for r in regrouped.iter_mut() {
+        r.packet = usize::MAX;
+        r.sighting = u16::MAX;
+    }
+    assert_eq!(super::group_sightings(&mut regrouped), c.packets);
+    for (a, b) in c.records.iter().zip(&regrouped) {
+        assert_eq!(
+            (a.packet, a.sighting),
+            (b.packet, b.sighting),
+            "frame {}",
+            a.frame
+        );
+    }
+    // A second capture point is no longer one.
+    let mut two = c.records.clone();
+    for (k, r) in two.iter_mut().filter(|r| r.is_tunnel()).take(2).enumerate() {
+        r.interface = Some(std::sync::Arc::from(format!("node-{k}/eth0")));
+    }
+    assert!(!super::one_capture_point(&two));
+}
