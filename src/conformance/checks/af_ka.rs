@@ -213,7 +213,7 @@ pub(super) fn af03(v: &View<'_>) -> Finding {
 /// Keepalives (sender's side), grouped per socket.
 fn keepalives<'a>(v: &View<'a>) -> BTreeMap<Endpoint, Vec<&'a Decoded>> {
     let mut m: BTreeMap<Endpoint, Vec<&Decoded>> = BTreeMap::new();
-    for (f, _) in v.packets() {
+    for (f, _) in v.control_packets() {
         if matches!(f.kind, Kind::Keepalive) {
             if let Some(s) = f.src() {
                 m.entry(s).or_default().push(f);
@@ -227,7 +227,7 @@ pub(super) fn ka01(v: &View<'_>) -> Finding {
     let kas = keepalives(v);
     let mut off = Offences::default();
     // Short non-IPv6 datagrams from a tunnel socket to the router: keepalives that are not empty.
-    for (f, _) in v.packets() {
+    for (f, _) in v.control_packets() {
         if let (Kind::Malformed { why }, Some(o)) = (&f.kind, &f.outer) {
             if f.towards_router
                 && o.udp_payload_len < 40

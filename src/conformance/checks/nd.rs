@@ -43,7 +43,7 @@ fn nd_issues(r: &Decoded) -> Vec<String> {
 }
 
 pub(super) fn nd01(v: &View<'_>) -> Finding {
-    let nds: Vec<&Decoded> = v.packets().map(|p| p.0).filter(|r| is_nd(r)).collect();
+    let nds: Vec<&Decoded> = v.control_packets().map(|p| p.0).filter(|r| is_nd(r)).collect();
     if nds.is_empty() {
         return Finding::na("no NS or NA in this capture");
     }
@@ -70,7 +70,7 @@ pub(super) fn nd01(v: &View<'_>) -> Finding {
 
 /// NSs that are bypass probes: between peers, not to or from the router.
 fn bypass_ns<'a>(v: &View<'a>) -> Vec<(&'a Decoded, &'a Decoded)> {
-    v.packets()
+    v.control_packets()
         .filter(|(f, _)| {
             matches!(f.kind, Kind::Ns { .. }) && f.is_tunnel() && !f.towards_router && !f.from_router
         })
@@ -197,7 +197,7 @@ pub(super) fn nd03(v: &View<'_>) -> Finding {
     let mut no_override = Offences::default();
     let mut matched = 0;
     let idx = ns_index(v);
-    for (na, _) in v.packets() {
+    for (na, _) in v.control_packets() {
         let (Kind::Na { target, flags, .. }, Some(nah)) = (&na.kind, &na.inner) else {
             continue;
         };
@@ -275,7 +275,7 @@ fn matches_probe(v: &View<'_>, na: &Decoded) -> bool {
     let Kind::Na { target, .. } = &na.kind else {
         return false;
     };
-    v.packets().map(|p| p.0).any(|ns| {
+    v.control_packets().map(|p| p.0).any(|ns| {
         matches!(&ns.kind, Kind::Ns { target: t, .. } if t == target)
             && ns.src() == na.dst()
             && ns.dst() == na.src()

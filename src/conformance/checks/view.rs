@@ -100,6 +100,9 @@ pub(crate) struct ViewData {
     /// `key_slots`.
     key_prev: Vec<u32>,
     key_next: Vec<u32>,
+    /// The packets of `packets()` whose first sighting is not plain data (see
+    /// `View::control_packets`), in packet order.
+    control: Vec<usize>,
 }
 
 /// The slot a key's probe starts at, in a table of `1 << bits` slots (keys are hashes
@@ -206,15 +209,32 @@ impl ViewData {
         if threads < 2 || cap.records.len() < 100_000 {
             let mut d = ViewData::build_rest(cap, roles, expect);
             (d.by_key, d.key_slots, d.key_prev, d.key_next) = key_index(&cap.records);
+            d.control = d.control_of(cap);
             return d;
         }
         std::thread::scope(|s| {
             let index = s.spawn(|| key_index(&cap.records));
             let mut d = ViewData::build_rest(cap, roles, expect);
+            d.control = d.control_of(cap);
             (d.by_key, d.key_slots, d.key_prev, d.key_next) =
                 index.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
             d
         })
+    }
+
+    /// The packets (not injected) whose first sighting is not plain data: not
+    /// `Kind::Data`, or data carrying ICMPv6 (an RS or RA that failed validation decodes
+    /// as data with its ICMPv6 type).
+    fn control_of(&self, cap: &DecodedCapture) -> Vec<usize> {
+        (0..self.n)
+            .filter(|&p| {
+                !self.injected.get(p).copied().unwrap_or(true)
+                    && cap
+                        .records
+                        .get(self.first(cap, p))
+                        .is_some_and(|r| !matches!(r.kind, Kind::Data { .. }) || r.icmp_type().is_some())
+            })
+            .collect()
     }
 
     /// Everything but the inner-key index.
@@ -581,6 +601,19 @@ impl<'a> View<'a> {
             if self.data.injected[p] {
                 return None;
             }
+            Some((
+                self.cap.records.get(self.data.first(self.cap, p))?,
+                self.cap.records.get(self.data.last(self.cap, p))?,
+            ))
+        })
+    }
+
+    /// The packets of [`View::packets`] whose first sighting is not plain data: RS, RA,
+    /// NS, NA, keepalives, ICMP, malformed datagrams, data carrying ICMPv6. They grow with
+    /// peers and time, not with bytes: a check that looks only at those (by the first
+    /// sighting) skips the data instead of reading every record.
+    pub fn control_packets(&self) -> impl Iterator<Item = (&'a Decoded, &'a Decoded)> + '_ {
+        self.data.control.iter().filter_map(move |&p| {
             Some((
                 self.cap.records.get(self.data.first(self.cap, p))?,
                 self.cap.records.get(self.data.last(self.cap, p))?,
