@@ -415,11 +415,34 @@ impl Facts {
             ..Facts::default()
         };
         let peers = v.peers();
+        // One walk over the packets in capture order (the records are read in the order
+        // they lie in memory): per peer its RSs and keepalives (few), its data counts, and
+        // the per-pair tallies of `paths`.
         let mut sent_by: Vec<Vec<&Decoded>> = vec![Vec::new(); peers.len()];
+        let mut counts: Vec<(usize, usize)> = vec![(0, 0); peers.len()];
+        let mut tally = PairTally::default();
         for (first, _) in v.packets() {
-            if let Some(p) = first.src().and_then(|s| v.peer_of_socket(s)) {
-                sent_by[p].push(first);
+            let Some(p) = first.src().and_then(|s| v.peer_of_socket(s)) else {
+                continue;
+            };
+            match first.kind {
+                Kind::Rs { .. } | Kind::Keepalive => {
+                    if let Some(l) = sent_by.get_mut(p) {
+                        l.push(first);
+                    }
+                }
+                Kind::Data { .. } => {
+                    if let Some(c) = counts.get_mut(p) {
+                        match first.path {
+                            Some(PathKind::ViaRouter) => c.0 += 1,
+                            Some(PathKind::Direct) => c.1 += 1,
+                            None => {}
+                        }
+                    }
+                }
+                _ => {}
             }
+            tally.add(v, p, first);
         }
         for (i, p) in peers.iter().enumerate() {
             let mine = &sent_by[i];
@@ -498,18 +521,11 @@ impl Facts {
                 };
                 format!("{} sent, {period}, TTL {}{first_after}", ka.len(), ttls.join("/"))
             };
-            let via = mine
-                .iter()
-                .filter(|r| matches!(r.kind, Kind::Data { .. }) && r.path == Some(PathKind::ViaRouter))
-                .count();
-            let direct = mine
-                .iter()
-                .filter(|r| matches!(r.kind, Kind::Data { .. }) && r.path == Some(PathKind::Direct))
-                .count();
+            let (via, direct) = counts.get(i).copied().unwrap_or((0, 0));
             pf.data = format!("{via} packet(s) via the router, {direct} direct");
             f.peers.push(pf);
         }
-        f.paths = paths(cap, v, &sent_by);
+        f.paths = paths(cap, v, tally);
         for rb in v.rebindings() {
             let name = peers.get(rb.peer).map_or("?", |p| p.name.as_str());
             let recovered = recovered(v, rb.peer, rb.new, rb.at_ns);
@@ -551,44 +567,69 @@ fn recovered(v: &View<'_>, peer: usize, new: Endpoint, at: u64) -> String {
     }
 }
 
-/// Direct paths between peers: per pair that exchanged anything, whether traffic went
-/// direct and, if not, why not (no bypass NS; NSs to endpoints no peer owns; no NA back).
-fn paths(cap: &DecodedCapture, v: &View<'_>, sent_by: &[Vec<&Decoded>]) -> Vec<String> {
-    let peers = v.peers();
-    let mut out = Vec::new();
-    let mut stray: Vec<String> = Vec::new();
-    let mut pairs: BTreeMap<(usize, usize), (usize, usize, usize, usize)> = BTreeMap::new();
-    for (a, mine) in sent_by.iter().enumerate() {
-        for r in mine {
-            let is_ns = matches!(r.kind, Kind::Ns { .. });
-            let is_na = matches!(r.kind, Kind::Na { .. });
-            let is_data = matches!(r.kind, Kind::Data { .. });
-            // The peer it is for: by outer destination when direct, else by inner destination.
-            let to = match r.path {
-                Some(PathKind::Direct) => r.dst().and_then(|d| v.peer_of_endpoint(d)),
-                _ => r.inner.and_then(|h| v.peer_of_address(&h.dst)),
-            };
-            if r.path == Some(PathKind::Direct) && (is_ns || is_na) && to.is_none() {
-                if let Some(d) = r.dst() {
-                    stray.push(format!("frame {} {} to {d}", r.frame, r.kind.label()));
-                }
-                continue;
+/// What `paths` reports, gathered packet by packet: per pair of peers (lower index
+/// first) the direct NSs, direct NAs, direct data and data via the router; and the NS/NA
+/// sent directly to endpoints no peer owns, with their sender (listed per sender in
+/// capture order, as a walk of each peer's packets would).
+#[derive(Default)]
+struct PairTally {
+    pairs: BTreeMap<(usize, usize), (usize, usize, usize, usize)>,
+    stray: Vec<(usize, String)>,
+    /// The first peer owning an inner address (`View::peer_of_address`, which scans
+    /// every peer), remembered: asked for nearly every packet.
+    /// Keyed by the address's two halves (two rounds of the hasher, not sixteen).
+    owner: crate::conformance::decode::FastMap<(u64, u64), Option<usize>>,
+}
+
+impl PairTally {
+    /// Counts packet `r` sent by peer `a`.
+    fn add(&mut self, v: &View<'_>, a: usize, r: &Decoded) {
+        let is_ns = matches!(r.kind, Kind::Ns { .. });
+        let is_na = matches!(r.kind, Kind::Na { .. });
+        let is_data = matches!(r.kind, Kind::Data { .. });
+        // The peer it is for: by outer destination when direct, else by inner destination.
+        let to = match r.path {
+            Some(PathKind::Direct) => r.dst().and_then(|d| v.peer_of_endpoint(d)),
+            _ => r.inner.and_then(|h| {
+                let k = u128::from(h.dst);
+                *self
+                    .owner
+                    .entry(((k >> 64) as u64, k as u64))
+                    .or_insert_with(|| v.peer_of_address(&h.dst))
+            }),
+        };
+        if r.path == Some(PathKind::Direct) && (is_ns || is_na) && to.is_none() {
+            if let Some(d) = r.dst() {
+                self.stray
+                    .push((a, format!("frame {} {} to {d}", r.frame, r.kind.label())));
             }
-            let Some(b) = to else { continue };
-            if a == b {
-                continue;
-            }
-            let key = (a.min(b), a.max(b));
-            let e = pairs.entry(key).or_default();
-            match (r.path, is_ns, is_na, is_data) {
-                (Some(PathKind::Direct), true, _, _) => e.0 += 1,
-                (Some(PathKind::Direct), _, true, _) => e.1 += 1,
-                (Some(PathKind::Direct), _, _, true) => e.2 += 1,
-                (_, _, _, true) => e.3 += 1,
-                _ => {}
-            }
+            return;
+        }
+        let Some(b) = to else { return };
+        if a == b {
+            return;
+        }
+        let key = (a.min(b), a.max(b));
+        let e = self.pairs.entry(key).or_default();
+        match (r.path, is_ns, is_na, is_data) {
+            (Some(PathKind::Direct), true, _, _) => e.0 += 1,
+            (Some(PathKind::Direct), _, true, _) => e.1 += 1,
+            (Some(PathKind::Direct), _, _, true) => e.2 += 1,
+            (_, _, _, true) => e.3 += 1,
+            _ => {}
         }
     }
+}
+
+/// Direct paths between peers: per pair that exchanged anything, whether traffic went
+/// direct and, if not, why not (no bypass NS; NSs to endpoints no peer owns; no NA back).
+fn paths(cap: &DecodedCapture, v: &View<'_>, tally: PairTally) -> Vec<String> {
+    let peers = v.peers();
+    let mut out = Vec::new();
+    let PairTally { pairs, mut stray, .. } = tally;
+    // Per sender, in capture order (a stable sort).
+    stray.sort_by_key(|&(a, _)| a);
+    let mut stray: Vec<String> = stray.into_iter().map(|(_, s)| s).collect();
     for ((a, b), (ns, na, direct, via)) in &pairs {
         let (na_, nb) = (&peers[*a].name, &peers[*b].name);
         let line = if *direct > 0 {

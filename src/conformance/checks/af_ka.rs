@@ -79,13 +79,16 @@ pub(super) fn af01(v: &View<'_>) -> Finding {
 
 pub(super) fn af02(v: &View<'_>) -> Finding {
     let mut off = Offences::default();
-    let mut seen = BTreeMap::new();
+    // Address (by its halves: ordered as the address) → the frame of its last use. Asked
+    // for every packet: a fast hash map, sorted at the end for the evidence.
+    let mut seen: crate::conformance::decode::FastMap<(u64, u64), _> = Default::default();
     for (f, _) in v.packets() {
         if f.from_router {
             continue;
         }
         let Some(a) = six_src(v, f) else { continue };
-        if seen.insert(a, f.frame).is_some() {
+        let k = u128::from(a);
+        if seen.insert(((k >> 64) as u64, k as u64), f.frame).is_some() {
             continue;
         }
         let mut p = Vec::new();
@@ -121,7 +124,11 @@ pub(super) fn af02(v: &View<'_>) -> Finding {
                 "{} peer address(es), all with lanip ≠ 0 and a valid port",
                 seen.len()
             ),
-            seen.values().take(2).copied().collect(),
+            {
+                let mut first: Vec<_> = seen.into_iter().collect();
+                first.sort_unstable_by_key(|&(k, _)| k);
+                first.into_iter().take(2).map(|(_, frame)| frame).collect()
+            },
         )
     } else {
         Finding::new(Verdict::Fail, off.text(), off.frames)
@@ -206,7 +213,7 @@ pub(super) fn af03(v: &View<'_>) -> Finding {
 /// Keepalives (sender's side), grouped per socket.
 fn keepalives<'a>(v: &View<'a>) -> BTreeMap<Endpoint, Vec<&'a Decoded>> {
     let mut m: BTreeMap<Endpoint, Vec<&Decoded>> = BTreeMap::new();
-    for (f, _) in v.packets() {
+    for (f, _) in v.control_packets() {
         if matches!(f.kind, Kind::Keepalive) {
             if let Some(s) = f.src() {
                 m.entry(s).or_default().push(f);
@@ -220,7 +227,7 @@ pub(super) fn ka01(v: &View<'_>) -> Finding {
     let kas = keepalives(v);
     let mut off = Offences::default();
     // Short non-IPv6 datagrams from a tunnel socket to the router: keepalives that are not empty.
-    for (f, _) in v.packets() {
+    for (f, _) in v.control_packets() {
         if let (Kind::Malformed { why }, Some(o)) = (&f.kind, &f.outer) {
             if f.towards_router
                 && o.udp_payload_len < 40

@@ -58,7 +58,7 @@ pub(super) fn en01(v: &View<'_>) -> Finding {
 /// or a TUN packet at another node, with the same inner packet (hop limit aside), soon after.
 fn relayed<'a>(v: &View<'a>, l: &Decoded) -> Option<&'a Decoded> {
     let sender_node = v.ends(l).and_then(|(f, _)| f.node());
-    let mut same = v.with_key_between(l.inner_key, l.ts_ns, l.ts_ns.saturating_add(RELAY_WINDOW_NS));
+    let mut same = v.with_own_key_between(l, l.ts_ns, l.ts_ns.saturating_add(RELAY_WINDOW_NS));
     same.find(|r| match r.layer {
         Layer::Tunnel => r.from_router && r.is_first() && r.packet != l.packet,
         Layer::Inner => r.node().is_some() && r.node() != sender_node,
@@ -272,7 +272,7 @@ pub(super) fn en05(v: &View<'_>) -> Finding {
             off.add(f.frame, format!("sent to {to}"));
         }
         let lo = f.ts_ns.saturating_sub(RELAY_WINDOW_NS);
-        let reflected = v.with_key_between(f.inner_key, lo, f.ts_ns).find(|l| {
+        let reflected = v.with_own_key_between(f, lo, f.ts_ns).find(|l| {
             l.is_tunnel()
                 && v.is_router_view(l)
                 && !v.is_injected(l)

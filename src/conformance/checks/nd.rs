@@ -43,7 +43,7 @@ fn nd_issues(r: &Decoded) -> Vec<String> {
 }
 
 pub(super) fn nd01(v: &View<'_>) -> Finding {
-    let nds: Vec<&Decoded> = v.packets().map(|p| p.0).filter(|r| is_nd(r)).collect();
+    let nds: Vec<&Decoded> = v.control_packets().map(|p| p.0).filter(|r| is_nd(r)).collect();
     if nds.is_empty() {
         return Finding::na("no NS or NA in this capture");
     }
@@ -70,7 +70,7 @@ pub(super) fn nd01(v: &View<'_>) -> Finding {
 
 /// NSs that are bypass probes: between peers, not to or from the router.
 fn bypass_ns<'a>(v: &View<'a>) -> Vec<(&'a Decoded, &'a Decoded)> {
-    v.packets()
+    v.control_packets()
         .filter(|(f, _)| {
             matches!(f.kind, Kind::Ns { .. }) && f.is_tunnel() && !f.towards_router && !f.from_router
         })
@@ -197,7 +197,7 @@ pub(super) fn nd03(v: &View<'_>) -> Finding {
     let mut no_override = Offences::default();
     let mut matched = 0;
     let idx = ns_index(v);
-    for (na, _) in v.packets() {
+    for (na, _) in v.control_packets() {
         let (Kind::Na { target, flags, .. }, Some(nah)) = (&na.kind, &na.inner) else {
             continue;
         };
@@ -275,7 +275,7 @@ fn matches_probe(v: &View<'_>, na: &Decoded) -> bool {
     let Kind::Na { target, .. } = &na.kind else {
         return false;
     };
-    v.packets().map(|p| p.0).any(|ns| {
+    v.control_packets().map(|p| p.0).any(|ns| {
         matches!(&ns.kind, Kind::Ns { target: t, .. } if t == target)
             && ns.src() == na.dst()
             && ns.dst() == na.src()
@@ -293,13 +293,20 @@ pub(super) fn nd04(v: &View<'_>) -> Finding {
         return Finding::na("no direct data in this capture");
     }
     let mut off = Offences::default();
-    let mut confirmed: BTreeMap<(Endpoint, Endpoint, Ipv6Addr), u64> = BTreeMap::new();
+    // (NA's destination, NA's source, target) → time of the first valid answer. Looked up
+    // for every direct data packet, never walked: a fast hash map on plain integers.
+    let key = |from: Endpoint, to: Endpoint, a: &Ipv6Addr| {
+        let ep = |e: Endpoint| (u64::from(u32::from(*e.ip())) << 16) | u64::from(e.port());
+        let a = u128::from(*a);
+        (ep(from), ep(to), (a >> 64) as u64, a as u64)
+    };
+    let mut confirmed: crate::conformance::decode::FastMap<(u64, u64, u64, u64), u64> = Default::default();
     for (_, l) in v.packets() {
         let (Kind::Na { target, .. }, Some(from), Some(to)) = (&l.kind, l.src(), l.dst()) else {
             continue;
         };
         if nd_valid(l) && matches_probe(v, l) {
-            confirmed.entry((to, from, *target)).or_insert(l.ts_ns);
+            confirmed.entry(key(to, from, target)).or_insert(l.ts_ns);
         }
     }
     let mut reported = BTreeMap::new();
@@ -307,7 +314,9 @@ pub(super) fn nd04(v: &View<'_>) -> Finding {
         let (Some(from), Some(to), Some(ih)) = (d.src(), d.dst(), &d.inner) else {
             continue;
         };
-        let ok = confirmed.get(&(from, to, ih.dst)).is_some_and(|&t| t <= d.ts_ns);
+        let ok = confirmed
+            .get(&key(from, to, &ih.dst))
+            .is_some_and(|&t| t <= d.ts_ns);
         if !ok && reported.insert((from, to), d.frame).is_none() {
             off.add(
                 d.frame,
@@ -402,8 +411,14 @@ pub(super) fn nd05(v: &View<'_>) -> Finding {
 
 pub(super) fn nd06(v: &View<'_>) -> Finding {
     let grace = v.inputs.tolerance_ns().saturating_add(2_000_000_000);
-    // (src, dst) inner address pair → time of the first direct packet.
-    let mut direct_since: BTreeMap<(Ipv6Addr, Ipv6Addr), u64> = BTreeMap::new();
+    // (src, dst) inner address pair → time of the first direct packet. Only looked up
+    // (never walked), for nearly every data packet: a fast hash map on the addresses'
+    // halves.
+    let mut direct_since: crate::conformance::decode::FastMap<(u64, u64, u64, u64), u64> = Default::default();
+    let key = |a: &Ipv6Addr, b: &Ipv6Addr| {
+        let (a, b) = (u128::from(*a), u128::from(*b));
+        ((a >> 64) as u64, a as u64, (b >> 64) as u64, b as u64)
+    };
     let mut off = Offences::default();
     let mut pairs = 0;
     for (f, _) in v.packets() {
@@ -414,18 +429,18 @@ pub(super) fn nd06(v: &View<'_>) -> Finding {
             continue;
         }
         if path == PathKind::Direct {
-            if direct_since.insert((*src, *dst), f.ts_ns).is_none() {
+            if direct_since.insert(key(src, dst), f.ts_ns).is_none() {
                 pairs += 1;
             }
             continue;
         }
-        let since = [direct_since.get(&(*dst, *src)), direct_since.get(&(*src, *dst))]
+        let since = [direct_since.get(&key(dst, src)), direct_since.get(&key(src, dst))]
             .into_iter()
             .flatten()
             .min()
             .copied();
         if let Some(t) = since.filter(|&t| f.ts_ns > t.saturating_add(grace)) {
-            if !direct_since.contains_key(&(*src, *dst)) || direct_since[&(*src, *dst)] < f.ts_ns {
+            if direct_since.get(&key(src, dst)).is_none_or(|&t| t < f.ts_ns) {
                 off.add(
                     f.frame,
                     format!(

@@ -73,7 +73,11 @@ fn first_frames<'a>(it: impl Iterator<Item = &'a Decoded>) -> Vec<u64> {
 }
 
 pub(super) fn rs01(v: &View<'_>) -> Finding {
-    let rss: Vec<&Decoded> = v.packets().map(|p| p.0).filter(|r| View::is_rs(r)).collect();
+    let rss: Vec<&Decoded> = v
+        .control_packets()
+        .map(|p| p.0)
+        .filter(|r| View::is_rs(r))
+        .collect();
     if rss.is_empty() {
         return Finding::na("no RS in this capture");
     }
@@ -99,7 +103,11 @@ pub(super) fn rs01(v: &View<'_>) -> Finding {
 }
 
 pub(super) fn rs02(v: &View<'_>) -> Finding {
-    let rss: Vec<&Decoded> = v.packets().map(|p| p.0).filter(|r| View::is_rs(r)).collect();
+    let rss: Vec<&Decoded> = v
+        .control_packets()
+        .map(|p| p.0)
+        .filter(|r| View::is_rs(r))
+        .collect();
     if rss.is_empty() {
         return Finding::na("no RS in this capture");
     }
@@ -184,7 +192,7 @@ pub(super) fn rs04(v: &View<'_>) -> Finding {
     let tol = v.inputs.tolerance_ns();
     // RSs per sending socket.
     let mut by_socket: BTreeMap<Endpoint, Vec<&Decoded>> = BTreeMap::new();
-    for (f, _) in v.packets() {
+    for (f, _) in v.control_packets() {
         if View::is_rs(f) {
             if let Some(s) = f.src() {
                 by_socket.entry(s).or_default().push(f);
@@ -317,7 +325,11 @@ pub(super) fn worst(a: Verdict, b: Verdict) -> Verdict {
 }
 
 pub(super) fn ra01(v: &View<'_>) -> Finding {
-    let ras: Vec<&Decoded> = v.packets().map(|p| p.0).filter(|r| View::is_ra(r)).collect();
+    let ras: Vec<&Decoded> = v
+        .control_packets()
+        .map(|p| p.0)
+        .filter(|r| View::is_ra(r))
+        .collect();
     if ras.is_empty() {
         return Finding::na("no RA in this capture");
     }
@@ -362,7 +374,7 @@ pub(super) fn answers<'a>(
     let window = v.inputs.tolerance_ns().saturating_add(2_000_000_000);
     let mut pending: BTreeMap<Endpoint, &'a Decoded> = BTreeMap::new();
     let (mut pairs, mut wrong, mut unsolicited) = (Vec::new(), Vec::new(), Vec::new());
-    for (f, _) in v.packets() {
+    for (f, _) in v.control_packets() {
         if View::is_rs(f) {
             // The RS as the router got it; one lost on the way asked for nothing.
             if let Some(l) = v.router_view(f).filter(|l| l.towards_router && rs_valid(l)) {
@@ -485,7 +497,7 @@ pub(super) fn ra03(v: &View<'_>) -> Finding {
 
 /// The router's RAs (sender's side), without injected ones.
 fn router_ras<'a>(v: &View<'a>) -> Vec<&'a Decoded> {
-    v.packets()
+    v.control_packets()
         .map(|p| p.0)
         .filter(|r| View::is_ra(r) && r.from_router)
         .collect()

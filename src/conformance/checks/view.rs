@@ -93,6 +93,16 @@ pub(crate) struct ViewData {
     /// 4 bytes a slot where a hash map of runs took ~50 bytes a key. Empty when there are
     /// no keys or too many records for `u32`; a key's run is then found by binary search.
     key_slots: Vec<u32>,
+    /// Per record, the index of the previous and next record with the same inner key
+    /// (`u32::MAX`: none): a check that starts from a record walks its key's run from
+    /// there, reading its neighbours in the capture (in cache already) instead of a hash
+    /// probe and a random read into `by_key`. Empty under the same conditions as
+    /// `key_slots`.
+    key_prev: Vec<u32>,
+    key_next: Vec<u32>,
+    /// The packets of `packets()` whose first sighting is not plain data (see
+    /// `View::control_packets`), in packet order.
+    control: Vec<usize>,
 }
 
 /// The slot a key's probe starts at, in a table of `1 << bits` slots (keys are hashes
@@ -198,15 +208,33 @@ impl ViewData {
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
         if threads < 2 || cap.records.len() < 100_000 {
             let mut d = ViewData::build_rest(cap, roles, expect);
-            (d.by_key, d.key_slots) = key_index(&cap.records);
+            (d.by_key, d.key_slots, d.key_prev, d.key_next) = key_index(&cap.records);
+            d.control = d.control_of(cap);
             return d;
         }
         std::thread::scope(|s| {
             let index = s.spawn(|| key_index(&cap.records));
             let mut d = ViewData::build_rest(cap, roles, expect);
-            (d.by_key, d.key_slots) = index.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+            d.control = d.control_of(cap);
+            (d.by_key, d.key_slots, d.key_prev, d.key_next) =
+                index.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
             d
         })
+    }
+
+    /// The packets (not injected) whose first sighting is not plain data: not
+    /// `Kind::Data`, or data carrying ICMPv6 (an RS or RA that failed validation decodes
+    /// as data with its ICMPv6 type).
+    fn control_of(&self, cap: &DecodedCapture) -> Vec<usize> {
+        (0..self.n)
+            .filter(|&p| {
+                !self.injected.get(p).copied().unwrap_or(true)
+                    && cap
+                        .records
+                        .get(self.first(cap, p))
+                        .is_some_and(|r| !matches!(r.kind, Kind::Data { .. }) || r.icmp_type().is_some())
+            })
+            .collect()
     }
 
     /// Everything but the inner-key index.
@@ -580,6 +608,19 @@ impl<'a> View<'a> {
         })
     }
 
+    /// The packets of [`View::packets`] whose first sighting is not plain data: RS, RA,
+    /// NS, NA, keepalives, ICMP, malformed datagrams, data carrying ICMPv6. They grow with
+    /// peers and time, not with bytes: a check that looks only at those (by the first
+    /// sighting) skips the data instead of reading every record.
+    pub fn control_packets(&self) -> impl Iterator<Item = (&'a Decoded, &'a Decoded)> + '_ {
+        self.data.control.iter().filter_map(move |&p| {
+            Some((
+                self.cap.records.get(self.data.first(self.cap, p))?,
+                self.cap.records.get(self.data.last(self.cap, p))?,
+            ))
+        })
+    }
+
     /// Injected tunnel packets (per [`super::Injection`]), as (sender's, receiver's) sighting.
     pub fn injected_packets(&self) -> impl Iterator<Item = (&'a Decoded, &'a Decoded)> + '_ {
         (0..self.data.n).filter_map(move |p| {
@@ -722,6 +763,47 @@ impl<'a> View<'a> {
             .take_while(move |r| r.ts_ns <= hi)
     }
 
+    /// The records of [`View::with_key`] for `r`'s own inner key with a timestamp in
+    /// `lo..=hi`, in time order (the same records as `with_key_between(r.inner_key, lo,
+    /// hi)`): walked from `r` itself along its key's run, no look-up of the key.
+    pub fn with_own_key_between(
+        &self,
+        r: &Decoded,
+        lo: u64,
+        hi: u64,
+    ) -> impl Iterator<Item = &'a Decoded> + '_ {
+        let recs: &'a [Decoded] = &self.cap.records;
+        let (prev, next): (&'a [u32], &'a [u32]) = (&self.data.key_prev, &self.data.key_next);
+        let at = self
+            .index_of(r)
+            .filter(|&i| i < next.len() && r.inner_key.is_some());
+        // Without the chains (or for a record not in the capture), the key's run.
+        let fallback = match at {
+            Some(_) => None,
+            None => Some(self.with_key_between(r.inner_key, lo, hi)),
+        };
+        let step = |links: &'a [u32], i: usize| links.get(i).filter(|&&n| n != u32::MAX).map(|&n| n as usize);
+        let start = at.map(|mut i| {
+            while let Some(p) = step(prev, i).filter(|&p| recs.get(p).is_some_and(|x| x.ts_ns >= lo)) {
+                i = p;
+            }
+            i
+        });
+        let walk = std::iter::successors(start, move |&i| step(next, i))
+            .filter_map(move |i| recs.get(i))
+            .skip_while(move |x| x.ts_ns < lo)
+            .take_while(move |x| x.ts_ns <= hi);
+        fallback.into_iter().flatten().chain(walk)
+    }
+
+    /// The index of a record of this capture (by its place in the records' slice).
+    fn index_of(&self, r: &Decoded) -> Option<usize> {
+        let size = std::mem::size_of::<Decoded>().max(1);
+        let off = (r as *const Decoded as usize).checked_sub(self.cap.records.as_ptr() as usize)?;
+        let i = off / size;
+        (off % size == 0 && i < self.cap.records.len()).then_some(i)
+    }
+
     pub fn peers(&self) -> &'a [Peer] {
         &self.data.peers
     }
@@ -776,9 +858,11 @@ impl<'a> View<'a> {
     }
 }
 
-/// The inner-key index: (key, record index) sorted, and the slot table of where each
-/// key's run starts (see `ViewData::key_slots`).
-fn key_index(records: &[Decoded]) -> (Vec<(u64, usize)>, Vec<u32>) {
+/// The inner-key index: (key, record index) sorted, the slot table of where each key's
+/// run starts (see `ViewData::key_slots`), and each record's neighbours in its run.
+type KeyIndex = (Vec<(u64, usize)>, Vec<u32>, Vec<u32>, Vec<u32>);
+
+fn key_index(records: &[Decoded]) -> KeyIndex {
     let mut by_key: Vec<(u64, usize)> =
         Vec::with_capacity(records.iter().filter(|r| r.inner_key.is_some()).count());
     by_key.extend(
@@ -789,8 +873,19 @@ fn key_index(records: &[Decoded]) -> (Vec<(u64, usize)>, Vec<u32>) {
     );
     by_key.sort_unstable();
     let mut key_slots = Vec::new();
+    let (mut key_prev, mut key_next) = (Vec::new(), Vec::new());
     let keys = by_key.chunk_by(|x, y| x.0 == y.0).count();
-    if keys > 0 && by_key.len() < u32::MAX as usize {
+    if keys > 0 && records.len() < u32::MAX as usize {
+        key_prev = vec![u32::MAX; records.len()];
+        key_next = vec![u32::MAX; records.len()];
+        for w in by_key.windows(2) {
+            if let [(ka, a), (kb, b)] = *w {
+                if ka == kb {
+                    key_next[a] = b as u32;
+                    key_prev[b] = a as u32;
+                }
+            }
+        }
         let size = (2 * keys).next_power_of_two();
         let bits = size.trailing_zeros().max(1);
         key_slots = vec![u32::MAX; 1 << bits];
@@ -805,7 +900,7 @@ fn key_index(records: &[Decoded]) -> (Vec<(u64, usize)>, Vec<u32>) {
             a += run.len();
         }
     }
-    (by_key, key_slots)
+    (by_key, key_slots, key_prev, key_next)
 }
 
 /// The node that sends the router's datagrams (their first sighting leaves by its

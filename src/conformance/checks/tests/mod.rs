@@ -2,6 +2,7 @@
 //! captures of `shared/captures/`, traces, and robustness against arbitrary bytes.
 
 mod build;
+mod index;
 mod nat;
 mod props;
 mod real;
