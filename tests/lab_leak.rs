@@ -150,33 +150,6 @@ fn wait_log(path: &Path, needle: &str, timeout: Duration) -> bool {
     })
 }
 
-/// On the way out of an iteration (above all when an assertion fails), kills whatever still
-/// runs in the run's namespaces and the children this test started, so that even a failing
-/// run of this test leaves nothing behind.
-struct Cleanup {
-    inodes: BTreeSet<u64>,
-    children: Vec<Child>,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for _ in 0..5 {
-            let pids = pids_in(&self.inodes);
-            if pids.is_empty() {
-                break;
-            }
-            for p in pids {
-                kill(p, libc::SIGKILL);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     BringUp,

@@ -367,31 +367,37 @@ fn only_record(state: &Path) -> RunRecord {
     RunRecord::load(&dirs[0]).expect("a readable record")
 }
 
-/// Kills what a failing test leaves: the children it started and every process in the
-/// namespaces of the runs it saw.
-struct Cleanup {
-    children: Vec<Child>,
-    inodes: BTreeSet<u64>,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for _ in 0..5 {
-            let pids = pids_in(&self.inodes);
-            if pids.is_empty() {
-                break;
-            }
-            for p in pids {
-                // SAFETY: kill has no memory-safety preconditions; p is inside our run.
-                unsafe { libc::kill(p as i32, libc::SIGKILL) };
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+/// Starts `sleep 300` in `node` of the run `record` through the user's `bedlab exec`
+/// (records under `state_arg`), hands the child to `cleanup`, and waits until the sleep
+/// runs in the node and `bedlab exec` is waiting for it. Returns the node's namespace.
+fn exec_sleeper(
+    user: &User,
+    state_arg: &str,
+    record: &RunRecord,
+    node: &str,
+    cleanup: &mut Cleanup,
+) -> BTreeSet<u64> {
+    let sleeper = user
+        .bedlab(&["--state-root", state_arg, "exec", node, "--", "sleep", "300"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("exec sleep");
+    let exec_pid = sleeper.id();
+    cleanup.children.push(sleeper);
+    let ns = BTreeSet::from([record
+        .namespaces
+        .iter()
+        .find(|n| n.node == node)
+        .unwrap_or_else(|| panic!("{node} recorded"))
+        .inode]);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            !pids_in(&ns).is_empty() && waiting_for_child(exec_pid)
+        }),
+        "the sleep runs in {node} and bedlab exec waits for it"
+    );
+    ns
 }
 
 /// The whole session of a normal user: up (records under `$XDG_RUNTIME_DIR/bedlab`), exec
@@ -674,25 +680,9 @@ fn a_killed_user_lab_is_reaped_and_root_runs_are_out_of_reach() {
     cleanup.children.push(first);
     let record = only_record(&state);
     cleanup.inodes.extend(record.namespaces.iter().map(|n| n.inode));
-    let sleeper = user
-        .bedlab(&["--state-root", &state_arg, "exec", "peer-a", "--", "sleep", "300"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let exec_pid = sleeper.id();
-    cleanup.children.push(sleeper);
-    let peer_a = BTreeSet::from([record
-        .namespaces
-        .iter()
-        .find(|n| n.node == "peer-a")
-        .expect("peer-a")
-        .inode]);
     // Once `bedlab exec` waits for its command, it no longer checks on the lab: the sleep
     // then outlives a killed lab (as a command started by hand would).
-    assert!(wait_until(Duration::from_secs(10), || {
-        !pids_in(&peer_a).is_empty() && waiting_for_child(exec_pid)
-    }));
+    let peer_a = exec_sleeper(&user, &state_arg, &record, "peer-a", &mut cleanup);
     // SAFETY: kill has no memory-safety preconditions; first_pid is our child.
     unsafe { libc::kill(first_pid as i32, libc::SIGKILL) };
     let _ = cleanup.children[0].wait();
@@ -715,23 +705,7 @@ fn a_killed_user_lab_is_reaped_and_root_runs_are_out_of_reach() {
     cleanup.inodes.extend(now.namespaces.iter().map(|n| n.inode));
 
     // Killed again; this time `bedlab gc` reaps it.
-    let sleeper = user
-        .bedlab(&["--state-root", &state_arg, "exec", "peer-b", "--", "sleep", "300"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let exec_pid = sleeper.id();
-    cleanup.children.push(sleeper);
-    let peer_b = BTreeSet::from([now
-        .namespaces
-        .iter()
-        .find(|n| n.node == "peer-b")
-        .expect("peer-b")
-        .inode]);
-    assert!(wait_until(Duration::from_secs(10), || {
-        !pids_in(&peer_b).is_empty() && waiting_for_child(exec_pid)
-    }));
+    exec_sleeper(&user, &state_arg, &now, "peer-b", &mut cleanup);
     // SAFETY: as above.
     unsafe { libc::kill(second_pid as i32, libc::SIGKILL) };
     let _ = cleanup.children[2].wait();

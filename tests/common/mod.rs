@@ -448,3 +448,31 @@ pub fn recv_timeout(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<Option<usize
         Err(e) => Err(e),
     }
 }
+
+/// Kills what a test leaves on the way out (above all when an assertion fails): the
+/// children it started, then every process still in the namespaces it recorded, so even a
+/// failing test leaves nothing behind.
+pub struct Cleanup {
+    pub children: Vec<std::process::Child>,
+    pub inodes: BTreeSet<u64>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for _ in 0..5 {
+            let pids = pids_in(&self.inodes);
+            if pids.is_empty() {
+                break;
+            }
+            for p in pids {
+                // SAFETY: kill has no memory-safety preconditions; p is in a run we made.
+                unsafe { libc::kill(p as i32, libc::SIGKILL) };
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
