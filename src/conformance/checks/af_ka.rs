@@ -117,7 +117,7 @@ pub(super) fn af02(v: &View<'_>) -> Finding {
     if seen.is_empty() {
         return Finding::na("no peer address used as a source in this capture");
     }
-    if off.is_empty() {
+    off.or_pass(|| {
         Finding::new(
             Verdict::Pass,
             format!(
@@ -130,9 +130,7 @@ pub(super) fn af02(v: &View<'_>) -> Finding {
                 first.into_iter().take(2).map(|(_, frame)| frame).collect()
             },
         )
-    } else {
-        Finding::new(Verdict::Fail, off.text(), off.frames)
-    }
+    })
 }
 
 pub(super) fn af03(v: &View<'_>) -> Finding {
@@ -279,7 +277,7 @@ pub(super) fn ka01(v: &View<'_>) -> Finding {
             );
         }
     }
-    if off.is_empty() {
+    off.or_pass(|| {
         Finding::new(
             Verdict::Pass,
             format!("{n} keepalive(s): empty UDP payloads to the router from the tunnel's socket"),
@@ -287,9 +285,7 @@ pub(super) fn ka01(v: &View<'_>) -> Finding {
                 .flat_map(|l| l.iter().take(2).map(|k| k.frame))
                 .collect(),
         )
-    } else {
-        Finding::new(Verdict::Fail, off.text(), off.frames)
-    }
+    })
 }
 
 fn fmt_routers(v: &View<'_>) -> String {
@@ -324,7 +320,7 @@ pub(super) fn ka02(v: &View<'_>) -> Finding {
         }
         off.add(k.frame, format!("TTL {} (configured {want})", o.ttl));
     }
-    if off.is_empty() {
+    off.or_pass(|| {
         let note = if lowered > 0 {
             format!(" ({lowered} seen only on arrival, with TTL lowered by routers)")
         } else {
@@ -337,9 +333,7 @@ pub(super) fn ka02(v: &View<'_>) -> Finding {
                 .flat_map(|l| l.iter().take(1).map(|k| k.frame))
                 .collect(),
         )
-    } else {
-        Finding::new(Verdict::Fail, off.text(), off.frames)
-    }
+    })
 }
 
 pub(super) fn ka03(v: &View<'_>) -> Finding {

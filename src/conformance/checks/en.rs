@@ -43,15 +43,13 @@ pub(super) fn en01(v: &View<'_>) -> Finding {
     if n == 0 {
         return Finding::na("no 6bed4 datagram in this capture");
     }
-    if off.is_empty() {
+    off.or_pass(|| {
         Finding::new(
             Verdict::Pass,
             format!("{n} datagram(s), each empty or exactly one IPv6 packet"),
             Vec::new(),
         )
-    } else {
-        Finding::new(Verdict::Fail, off.text(), off.frames)
-    }
+    })
 }
 
 /// The router's relayed copy of a packet it received as `l`: a tunnel packet from the router
@@ -128,15 +126,13 @@ pub(super) fn en02(v: &View<'_>) -> Finding {
     if n == 0 {
         return Finding::na("no data with an inconsistent source reached the router in this capture");
     }
-    if off.is_empty() {
+    off.or_pass(|| {
         Finding::new(
             Verdict::Pass,
             format!("{n} packet(s) with an inconsistent source were not relayed ({corrected} answered with an RA carrying the new mapping)"),
             Vec::new(),
         )
-    } else {
-        Finding::new(Verdict::Fail, off.text(), off.frames)
-    }
+    })
 }
 
 pub(super) fn en03(v: &View<'_>) -> Finding {
@@ -186,15 +182,13 @@ pub(super) fn en03(v: &View<'_>) -> Finding {
     if relays == 0 && low == 0 {
         return Finding::na("no packet relayed by the router in this capture");
     }
-    if off.is_empty() {
+    off.or_pass(|| {
         Finding::new(
             Verdict::Pass,
             format!("{relays} relay(s), each decrementing the hop limit by one; {low} packet(s) at hop limit ≤ 1 not forwarded"),
             Vec::new(),
         )
-    } else {
-        Finding::new(Verdict::Fail, off.text(), off.frames)
-    }
+    })
 }
 
 pub(super) fn en04(v: &View<'_>) -> Finding {
@@ -233,7 +227,7 @@ pub(super) fn en04(v: &View<'_>) -> Finding {
     if data == 0 {
         return Finding::na("no IPv6 packet in the tunnel in this capture");
     }
-    if off.is_empty() {
+    off.or_pass(|| {
         Finding::new(
             Verdict::Pass,
             format!(
@@ -246,9 +240,7 @@ pub(super) fn en04(v: &View<'_>) -> Finding {
             ),
             Vec::new(),
         )
-    } else {
-        Finding::new(Verdict::Fail, off.text(), off.frames)
-    }
+    })
 }
 
 pub(super) fn en05(v: &View<'_>) -> Finding {
@@ -294,15 +286,13 @@ pub(super) fn en05(v: &View<'_>) -> Finding {
     if n == 0 {
         return Finding::na("the router relayed no data in this capture");
     }
-    if off.is_empty() {
+    off.or_pass(|| {
         Finding::new(
             Verdict::Pass,
             format!("{n} relayed packet(s): none to multicast, none back to its sender"),
             Vec::new(),
         )
-    } else {
-        Finding::new(Verdict::Fail, off.text(), off.frames)
-    }
+    })
 }
 
 pub(super) fn en06(v: &View<'_>) -> Finding {

@@ -54,7 +54,7 @@ pub(super) fn nd01(v: &View<'_>) -> Finding {
             off.add(r.frame, format!("{} {}", r.kind.label(), p.join(", ")));
         }
     }
-    if off.is_empty() {
+    off.or_pass(|| {
         Finding::new(
             Verdict::Pass,
             format!(
@@ -63,9 +63,7 @@ pub(super) fn nd01(v: &View<'_>) -> Finding {
             ),
             nds.iter().take(2).map(|r| r.frame).collect(),
         )
-    } else {
-        Finding::new(Verdict::Fail, off.text(), off.frames)
-    }
+    })
 }
 
 /// NSs that are bypass probes: between peers, not to or from the router.
@@ -123,7 +121,7 @@ pub(super) fn nd02(v: &View<'_>) -> Finding {
             off.add(f.frame, p.join("; "));
         }
     }
-    if off.is_empty() {
+    off.or_pass(|| {
         Finding::new(
             Verdict::Pass,
             format!(
@@ -132,9 +130,7 @@ pub(super) fn nd02(v: &View<'_>) -> Finding {
             ),
             nss.iter().take(2).map(|p| p.0.frame).collect(),
         )
-    } else {
-        Finding::new(Verdict::Fail, off.text(), off.frames)
-    }
+    })
 }
 
 /// The NS (as received) an NA (as sent) answers: the latest NS that arrived at the NA's
@@ -327,7 +323,7 @@ pub(super) fn nd04(v: &View<'_>) -> Finding {
             );
         }
     }
-    if off.is_empty() {
+    off.or_pass(|| {
         Finding::new(
             Verdict::Pass,
             format!(
@@ -336,9 +332,7 @@ pub(super) fn nd04(v: &View<'_>) -> Finding {
             ),
             direct.iter().take(2).map(|r| r.frame).collect(),
         )
-    } else {
-        Finding::new(Verdict::Fail, off.text(), off.frames)
-    }
+    })
 }
 
 /// Data packets (sender's side, not the router's relayed copies) between two peers.
@@ -528,7 +522,7 @@ pub(super) fn nd07(v: &View<'_>) -> Finding {
             }
         }
     }
-    if off.is_empty() {
+    off.or_pass(|| {
         Finding::new(
             Verdict::Pass,
             format!(
@@ -541,9 +535,7 @@ pub(super) fn nd07(v: &View<'_>) -> Finding {
             ),
             nss.iter().take(2).map(|p| p.0.frame).collect(),
         )
-    } else {
-        Finding::new(Verdict::Fail, off.text(), off.frames)
-    }
+    })
 }
 
 /// Why an NS or NA (as received) is spoofed or invalid, if it is.

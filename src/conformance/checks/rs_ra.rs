@@ -26,6 +26,16 @@ impl Offences {
             self.examples.push(format!("frame {frame}: {what}"));
         }
     }
+    /// FAIL with these offences (their text and frames) when there are any, else what
+    /// `pass` builds: the shape of most checks' verdict.
+    pub fn or_pass(self, pass: impl FnOnce() -> Finding) -> Finding {
+        if self.is_empty() {
+            pass()
+        } else {
+            Finding::new(Verdict::Fail, self.text(), self.frames)
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.frames.is_empty()
     }
@@ -130,7 +140,7 @@ pub(super) fn rs02(v: &View<'_>) -> Finding {
             off.add(r.frame, format!("source {} (must be :: or link-local)", ih.src));
         }
     }
-    if off.is_empty() {
+    off.or_pass(|| {
         Finding::new(
             Verdict::Pass,
             format!(
@@ -139,9 +149,7 @@ pub(super) fn rs02(v: &View<'_>) -> Finding {
             ),
             first_frames(rss.into_iter()),
         )
-    } else {
-        Finding::new(Verdict::Fail, off.text(), off.frames)
-    }
+    })
 }
 
 pub(super) fn rs03(v: &View<'_>) -> Finding {
@@ -446,7 +454,7 @@ pub(super) fn ra02(v: &View<'_>) -> Finding {
             );
         }
     }
-    if off.is_empty() {
+    off.or_pass(|| {
         let p = &pairs[0];
         Finding::new(
             Verdict::Pass,
@@ -457,9 +465,7 @@ pub(super) fn ra02(v: &View<'_>) -> Finding {
             ),
             vec![p.rs.frame, p.ra.frame],
         )
-    } else {
-        Finding::new(Verdict::Fail, off.text(), off.frames)
-    }
+    })
 }
 
 pub(super) fn ra03(v: &View<'_>) -> Finding {
@@ -563,7 +569,7 @@ pub(super) fn ra04(v: &View<'_>) -> Finding {
     if checked == 0 {
         return Finding::na("no well-formed RA from the router in this capture");
     }
-    if off.is_empty() {
+    off.or_pass(|| {
         Finding::new(
             Verdict::Pass,
             format!(
@@ -571,9 +577,7 @@ pub(super) fn ra04(v: &View<'_>) -> Finding {
             ),
             first_frames(ras.into_iter()),
         )
-    } else {
-        Finding::new(Verdict::Fail, off.text(), off.frames)
-    }
+    })
 }
 
 /// Whether every bit of `a` from `len` on is zero.
@@ -822,7 +826,7 @@ pub(super) fn ra07(v: &View<'_>) -> Finding {
             }
         }
     }
-    if off.is_empty() {
+    off.or_pass(|| {
         Finding::new(
             Verdict::Pass,
             format!(
@@ -831,9 +835,7 @@ pub(super) fn ra07(v: &View<'_>) -> Finding {
             ),
             invalid.iter().take(3).map(|(f, ..)| f.frame).collect(),
         )
-    } else {
-        Finding::new(Verdict::Fail, off.text(), off.frames)
-    }
+    })
 }
 
 pub(super) fn ra08(v: &View<'_>) -> Finding {
@@ -907,15 +909,13 @@ pub(super) fn ra08(v: &View<'_>) -> Finding {
         }
         None => note = "; no valid RS after them, so the second half is not shown".into(),
     }
-    if off.is_empty() {
+    off.or_pass(|| {
         Finding::new(
             Verdict::Pass,
             format!("{} invalid RS got no RA{note}", invalid.len()),
             invalid.iter().take(3).map(|r| r.frame).collect(),
         )
-    } else {
-        Finding::new(Verdict::Fail, off.text(), off.frames)
-    }
+    })
 }
 
 pub(super) fn ra09(v: &View<'_>) -> Finding {
@@ -1013,13 +1013,11 @@ pub(super) fn ra09(v: &View<'_>) -> Finding {
             ),
         }
     }
-    if off.is_empty() {
+    off.or_pass(|| {
         Finding::new(
             Verdict::Pass,
             good.join("; "),
             rebinds.iter().map(|r| r.frame).collect(),
         )
-    } else {
-        Finding::new(Verdict::Fail, off.text(), off.frames)
-    }
+    })
 }
