@@ -307,7 +307,7 @@ pub fn check(a: CheckArgs) -> ExitCode {
                             j => {
                                 let Some(d) = REGISTRY.get(j - 1) else { break };
                                 let t = Instant::now();
-                                let r = (d.run)(inputs);
+                                let r = d.run(inputs);
                                 done.push((j - 1, r, t.elapsed()));
                             }
                         }

@@ -65,7 +65,7 @@ pub(super) fn af01(v: &View<'_>) -> Finding {
         }
     }
     if !off.is_empty() {
-        return Finding::new(Verdict::Fail, off.text(), off.frames);
+        return Finding::new(Verdict::Fail, off.text(), off.frames());
     }
     if ok.is_empty() {
         return Finding::na("no peer used an address after receiving an RA in this capture");
@@ -196,10 +196,10 @@ pub(super) fn af03(v: &View<'_>) -> Finding {
         return Finding::na("no 6bed4 source seen where its outer tuple can be judged");
     }
     if !fail.is_empty() {
-        return Finding::new(Verdict::Fail, fail.text(), fail.frames);
+        return Finding::new(Verdict::Fail, fail.text(), fail.frames());
     }
     if !warn.is_empty() {
-        return Finding::new(Verdict::Warn, warn.text(), warn.frames);
+        return Finding::new(Verdict::Warn, warn.text(), warn.frames());
     }
     Finding::new(
         Verdict::Pass,
@@ -384,7 +384,7 @@ pub(super) fn ka03(v: &View<'_>) -> Finding {
         return Finding::new(
             Verdict::Fail,
             format!("{}; {}", off.text(), stats.join("; ")),
-            off.frames,
+            off.frames(),
         );
     }
     match period {
@@ -453,7 +453,7 @@ pub(super) fn ka04(v: &View<'_>) -> Finding {
             kas.values().map(|l| l[0].frame).collect(),
         )
     } else {
-        Finding::new(Verdict::Warn, off.text(), off.frames)
+        Finding::new(Verdict::Warn, off.text(), off.frames())
     }
 }
 
@@ -513,7 +513,7 @@ pub(super) fn ka05(v: &View<'_>) -> Finding {
         }
     }
     match verdict {
-        Verdict::Fail => Finding::new(Verdict::Fail, off.text(), off.frames),
+        Verdict::Fail => Finding::new(Verdict::Fail, off.text(), off.frames()),
         Verdict::Pass => Finding::new(Verdict::Pass, notes.join("; "), Vec::new()),
         _ => Finding::na(if notes.is_empty() {
             "no peer sending keepalives whose mapping the router saw".to_string()

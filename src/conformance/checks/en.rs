@@ -5,51 +5,65 @@ use crate::conformance::model::Verdict;
 
 use super::rs_ra::Offences;
 use super::view::{rs_valid, View};
-use super::{secs, Finding};
+use super::{secs, Finding, Walk};
 
 /// How long after a datagram reaches the router its relayed copy may leave.
 const RELAY_WINDOW_NS: u64 = 2_000_000_000;
 
-pub(super) fn en01(v: &View<'_>) -> Finding {
-    let mut n = 0;
-    let mut off = Offences::default();
-    for (f, _) in v.packets() {
-        let Some(o) = &f.outer else { continue };
-        if matches!(f.kind, Kind::IcmpError { v6: false, .. }) {
-            continue;
-        }
-        n += 1;
-        if !o.complete {
-            continue;
-        }
-        if let Kind::Malformed { why } = &f.kind {
-            if f.icmp.is_none() || f.inner.is_none() || why.contains("truncated") {
-                off.add(f.frame, format!("{}-byte UDP payload: {why}", o.udp_payload_len));
-                continue;
+/// EN-01 reads every datagram's lengths: a walk.
+pub(super) fn en01<'a>(_: &View<'a>) -> Box<dyn Walk<'a> + 'a> {
+    #[derive(Default)]
+    struct En01 {
+        n: usize,
+        off: Offences,
+    }
+    impl<'a> Walk<'a> for En01 {
+        fn packet(&mut self, v: &View<'a>, f: &Decoded, _: &Decoded) {
+            if v.is_injected(f) {
+                return;
+            }
+            let Some(o) = &f.outer else { return };
+            if matches!(f.kind, Kind::IcmpError { v6: false, .. }) {
+                return;
+            }
+            self.n += 1;
+            if !o.complete {
+                return;
+            }
+            if let Kind::Malformed { why } = &f.kind {
+                if f.icmp.is_none() || f.inner.is_none() || why.contains("truncated") {
+                    self.off
+                        .add(f.frame, format!("{}-byte UDP payload: {why}", o.udp_payload_len));
+                    return;
+                }
+            }
+            if f.trailing > 0 {
+                self.off.add(
+                    f.frame,
+                    format!(
+                        "{}-byte UDP payload holds a {}-byte IPv6 packet and {} more bytes",
+                        o.udp_payload_len,
+                        o.udp_payload_len.saturating_sub(f.trailing as usize),
+                        f.trailing
+                    ),
+                );
             }
         }
-        if f.trailing > 0 {
-            off.add(
-                f.frame,
-                format!(
-                    "{}-byte UDP payload holds a {}-byte IPv6 packet and {} more bytes",
-                    o.udp_payload_len,
-                    o.udp_payload_len.saturating_sub(f.trailing as usize),
-                    f.trailing
-                ),
-            );
+        fn finish(self: Box<Self>, _: &View<'a>) -> Finding {
+            let n = self.n;
+            if n == 0 {
+                return Finding::na("no 6bed4 datagram in this capture");
+            }
+            self.off.or_pass(|| {
+                Finding::new(
+                    Verdict::Pass,
+                    format!("{n} datagram(s), each empty or exactly one IPv6 packet"),
+                    Vec::new(),
+                )
+            })
         }
     }
-    if n == 0 {
-        return Finding::na("no 6bed4 datagram in this capture");
-    }
-    off.or_pass(|| {
-        Finding::new(
-            Verdict::Pass,
-            format!("{n} datagram(s), each empty or exactly one IPv6 packet"),
-            Vec::new(),
-        )
-    })
+    Box::<En01>::default()
 }
 
 /// The router's relayed copy of a packet it received as `l`: a tunnel packet from the router
@@ -361,9 +375,9 @@ pub(super) fn en06(v: &View<'_>) -> Finding {
             }
         }
     }
-    off.frames.retain(|&f| f != 0);
+    off.forget_frame_zero();
     if !off.examples.is_empty() {
-        return Finding::new(Verdict::Fail, off.text(), off.frames);
+        return Finding::new(Verdict::Fail, off.text(), off.frames());
     }
     if served.is_empty() {
         return Finding::na("no valid traffic after the injection to show that it is still served");

@@ -22,7 +22,7 @@ mod view;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use crate::conformance::decode::{self, DecodeOptions, DecodedCapture, PathKind, Profile};
+use crate::conformance::decode::{self, DecodeOptions, Decoded, DecodedCapture, PathKind, Profile};
 use crate::conformance::model::{CheckResult, Evidence, Verdict};
 use crate::conformance::trace::Roles;
 
@@ -169,7 +169,16 @@ pub struct CheckDef {
     pub source: &'static str,
     /// Whether the full check injects packets (only its passive half runs here).
     pub injects: bool,
-    pub run: fn(&Inputs) -> CheckResult,
+    pub(crate) check: Check,
+}
+
+impl CheckDef {
+    /// Runs this check alone on `inputs` (every capture).
+    pub fn run(&self, inputs: &Inputs) -> CheckResult {
+        run_checks(inputs, &[self])
+            .pop()
+            .unwrap_or_else(|| missing(self.id))
+    }
 }
 
 impl std::fmt::Debug for CheckDef {
@@ -179,6 +188,50 @@ impl std::fmt::Debug for CheckDef {
             .finish_non_exhaustive()
     }
 }
+
+/// How a check reads a capture.
+///
+/// Data (nearly every byte of a large capture) is read in **one walk over the packets
+/// shared by every check** ([`Walk`]); what a check reads otherwise must not grow with
+/// the data: control packets ([`View::control_packets`]: RS, RA, NS, NA, keepalives,
+/// ICMP, malformed), the peers, capture-wide facts. This is what lets `bedlab check`
+/// stream a capture of any size in bounded memory: the data packets need not be kept.
+#[derive(Clone, Copy)]
+pub(crate) enum Check {
+    /// Reads control packets and capture-wide facts only.
+    Whole(fn(&View<'_>) -> Finding),
+    /// Reads data packets too: started before the shared walk, shown every packet, finished
+    /// after it.
+    Walk(for<'a> fn(&View<'a>) -> Box<dyn Walk<'a> + 'a>),
+}
+
+/// A check's part of the shared walk over a capture's packets.
+///
+/// What [`Walk::packet`] may read, so that the walk gives the same result whether the
+/// capture's data is held in memory (a lab run) or streamed past (a large field capture):
+/// - the packet (its sender's sighting `f` and receiver's `l`) and its other sightings
+///   (`sightings`, `router_view`, `ends`, `source_check`, `sent_to`, `is_injected`);
+/// - capture-wide facts: `cap.routers`, `cap.prefixes`, the peers' names, sockets,
+///   addresses and RAs (`peer_of_socket`, `peer_of_address`), `router_node`, `t0`,
+///   `t_end`, and control packets anywhere in the capture;
+/// - the mappings and rebindings found so far (those with a frame up to the packet's);
+/// - other data only within [`WALK_WINDOW_NS`] of the packet (`with_key_between`,
+///   `with_own_key_between`).
+///
+/// It must keep state that does not grow with the number of data packets (counters,
+/// per-peer or per-pair facts, `Offences`, which keeps a bounded digest), and it must
+/// never walk the packets itself (`packets`, `all_packets`, `at_router`, `records`).
+pub(crate) trait Walk<'a> {
+    /// Every tunnel packet, injected ones too, in packet order (the order of
+    /// [`View::all_packets`]).
+    fn packet(&mut self, v: &View<'a>, f: &Decoded, l: &Decoded);
+    /// After the last packet.
+    fn finish(self: Box<Self>, v: &View<'a>) -> Finding;
+}
+
+/// How far from the packet it is shown a [`Walk`] may look at other data packets: the
+/// relay window (2 s) plus the largest lab tolerance a scenario may set.
+pub(crate) const WALK_WINDOW_NS: u64 = 3_000_000_000;
 
 /// What one check found in one capture.
 #[derive(Debug, Clone)]
@@ -216,20 +269,69 @@ pub(crate) fn severity(v: Verdict) -> u8 {
     }
 }
 
-/// Runs `f` on every capture's view and combines: the worst verdict wins, its messages are
-/// kept (prefixed with the capture name when there are several).
-fn per_capture(inputs: &Inputs, id: &str, f: fn(&View<'_>) -> Finding) -> CheckResult {
-    let Some(def) = REGISTRY.iter().find(|d| d.id == id) else {
-        return CheckResult {
-            id: id.to_string(),
-            title: String::new(),
-            source: String::new(),
-            verdict: Verdict::Error,
-            message: format!("{id} is not in the registry"),
-            evidence: Vec::new(),
-        };
-    };
-    let findings: Vec<(String, Finding)> = inputs.views().map(|v| (v.cap.name.clone(), f(&v))).collect();
+/// A result for a check id the registry lacks.
+fn missing(id: &str) -> CheckResult {
+    CheckResult {
+        id: id.to_string(),
+        title: String::new(),
+        source: String::new(),
+        verdict: Verdict::Error,
+        message: format!("{id} is not in the registry"),
+        evidence: Vec::new(),
+    }
+}
+
+/// The findings of `defs` on one view: the [`Check::Whole`] ones called, the
+/// [`Check::Walk`] ones fed one shared walk over the packets.
+pub(crate) fn findings(v: &View<'_>, defs: &[&CheckDef]) -> Vec<Finding> {
+    let mut walks: Vec<(usize, Box<dyn Walk<'_> + '_>)> = Vec::new();
+    let mut out: Vec<Option<Finding>> = Vec::with_capacity(defs.len());
+    for (i, d) in defs.iter().enumerate() {
+        match d.check {
+            Check::Whole(f) => out.push(Some(f(v))),
+            Check::Walk(start) => {
+                walks.push((i, start(v)));
+                out.push(None);
+            }
+        }
+    }
+    if !walks.is_empty() {
+        for (f, l) in v.all_packets() {
+            for (_, w) in walks.iter_mut() {
+                w.packet(v, f, l);
+            }
+        }
+    }
+    for (i, w) in walks {
+        out[i] = Some(w.finish(v));
+    }
+    out.into_iter()
+        .map(|f| f.unwrap_or_else(|| Finding::na("not run")))
+        .collect()
+}
+
+/// Runs `defs` on every capture's view and combines each check's findings: the worst
+/// verdict wins, its messages are kept (prefixed with the capture name when there are
+/// several).
+pub(crate) fn run_checks(inputs: &Inputs, defs: &[&CheckDef]) -> Vec<CheckResult> {
+    let per_view: Vec<(String, Vec<Finding>)> = inputs
+        .views()
+        .map(|v| (v.cap.name.clone(), findings(&v, defs)))
+        .collect();
+    defs.iter()
+        .enumerate()
+        .map(|(k, def)| {
+            let f = per_view
+                .iter()
+                .filter_map(|(n, fs)| Some((n.clone(), fs.get(k)?.clone())))
+                .collect();
+            combine(def, f)
+        })
+        .collect()
+}
+
+/// One check's result from its findings per capture.
+pub(crate) fn combine(def: &CheckDef, findings: Vec<(String, Finding)>) -> CheckResult {
     let (verdict, message) = match findings
         .iter()
         .map(|(_, f)| f.verdict)
@@ -278,7 +380,7 @@ fn per_capture(inputs: &Inputs, id: &str, f: fn(&View<'_>) -> Finding) -> CheckR
 }
 
 macro_rules! registry {
-    ($( $id:literal, $title:literal, $level:ident, $source:literal, $injects:literal, $f:path; )*) => {
+    ($( $id:literal, $title:literal, $level:ident, $source:literal, $injects:literal, $f:expr; )*) => {
         /// Every check of `checks.md`, in its order.
         pub static REGISTRY: &[CheckDef] = &[
             $( CheckDef {
@@ -287,53 +389,54 @@ macro_rules! registry {
                 level: Level::$level,
                 source: $source,
                 injects: $injects,
-                run: { fn run(i: &Inputs) -> CheckResult { per_capture(i, $id, $f) } run },
+                check: $f,
             }, )*
         ];
     };
 }
 
 registry! {
-    "RS-01", "RS: hop limit 255, code 0, checksum valid, ICMPv6 length ≥ 8, no zero-length option", Fail, "RFC 4861 §4.1, §6.1.1, §4.6", false, rs_ra::rs01;
-    "RS-02", "RS: dst ff02::2 (or the router's link-local); src :: or link-local", Fail, "RFC 4861 §6.3.7", false, rs_ra::rs02;
-    "RS-03", "RS from :: carries an SLLA", WarnStrictFail, "RFC 4861 §4.1", false, rs_ra::rs03;
-    "RS-04", "RS schedule: backoff as configured; solicitation stops after a valid RA", WarnOrFail, "RFC 4861 §6.3.7, RFC 7559", false, rs_ra::rs04;
-    "RA-01", "RA: src link-local, hop limit 255, code 0, checksum valid, length ≥ 16, no zero-length option", Fail, "RFC 4861 §4.2, §6.1.2", false, rs_ra::ra01;
-    "RA-02", "RA goes back to the exact outer IPv4:port the RS came from; inner dst per profile", Fail, "6bed4", false, rs_ra::ra02;
-    "RA-03", "RA within 0.5 s (+ lab tolerance) of the RS", Warn, "RFC 4861 §6.2.6", false, rs_ra::ra03;
-    "RA-04", "PIO: L/A set, preferred ≤ valid, bits past the length zero, length per profile", Fail, "RFC 4861 §4.6.2, RFC 4862 §5.5.3", false, rs_ra::ra04;
-    "RA-05", "PIO embeds the requester's outer IPv4:port as the router saw it", Fail, "6bed4", false, rs_ra::ra05;
-    "RA-06", "Router lifetime ≤ 9000 s, reachable time ≤ 3,600,000 ms", WarnStrictFail, "RFC 4861 §6.2.1", false, rs_ra::ra06;
-    "RA-07", "Peer ignores invalid RAs: no address change", Fail, "RFC 4861 §6.1.2", true, rs_ra::ra07;
-    "RA-08", "Router ignores invalid RSs: no RA, and still answers a valid RS after", Fail, "RFC 4861 §6.1.1", true, rs_ra::ra08;
-    "RA-09", "After a NAT rebinding the router sends an RA with the new mapping; the peer stops using the old address and traffic resumes", Fail, "6bed4", false, rs_ra::ra09;
-    "AF-01", "The peer's address = advertised prefix + identifier, decoding to its outer IPv4:port as the router saw it", Fail, "6bed4", false, af_ka::af01;
-    "AF-02", "lanip ≠ 0 for peers; port valid for the profile", Fail, "6bed4", false, af_ka::af02;
-    "AF-03", "Every 6bed4 source seen in the capture is consistent with its outer IPv4:port", WarnOrFail, "derived", false, af_ka::af03;
-    "KA-01", "Keepalive: UDP payload 0 bytes, from the tunnel's own socket, to the router IPv4:port", Fail, "6bed4", false, af_ka::ka01;
-    "KA-02", "IPv4 TTL equals the configured value (3 by default)", Fail, "6bed4", false, af_ka::ka02;
-    "KA-03", "Interval ≥ configured period − tolerance; report the jitter", FailInfo, "6bed4", false, af_ka::ka03;
-    "KA-04", "No keepalives before an address is held", Warn, "6bed4", false, af_ka::ka04;
-    "KA-05", "With period < NAT UDP timeout, the peer's external mapping never changes over ≥ 3 timeouts", Fail, "purpose of keepalives", false, af_ka::ka05;
-    "ND-01", "Every NS/NA over UDP: hop limit 255, code 0, checksum valid, ICMPv6 length ≥ 24, no trailing bytes past the IPv6 payload length", Fail, "RFC 4861 §7.1", false, nd::nd01;
-    "ND-02", "Bypass NS goes directly to the IPv4:port decoded from the target; target = remote address; SLLA = sender's link-layer address", Fail, "6bed4", false, nd::nd02;
-    "ND-03", "NA: target copied, S set and unicast to the NS source, sent directly back", Fail, "RFC 4861 §7.2.4", false, nd::nd03;
-    "ND-04", "Direct data only after a matching NA; unmatched NAs ignored", Fail, "6bed4", false, nd::nd04;
-    "ND-05", "Outcome per NAT pair matches the expected table (direct vs via router), and data flows both ways", Fail, "6bed4 + spec §7", false, nd::nd05;
-    "ND-06", "Path symmetry: once direct, both directions direct", Warn, "6bed4", false, nd::nd06;
-    "ND-07", "Probe rate: no more than the configured probes per attempt; failed paths not re-probed faster than the hold-down", Fail, "RFC 4861 §7.2.2", false, nd::nd07;
-    "ND-08", "Spoofed NS/NA (source not matching outer tuple, hop limit ≠ 255, bad checksum) change nothing", Fail, "6bed4, RFC 4861", true, nd::nd08;
-    "EN-01", "UDP payload is exactly one IPv6 packet (length consistent) or empty", Fail, "6bed4", false, en::en01;
-    "EN-02", "Router drops or corrects packets whose inner source does not match the outer tuple", Fail, "6bed4", false, en::en02;
-    "EN-03", "Hop limit decremented per 6bed4 hop on data, never on ND; nothing forwarded at ≤ 1", Fail, "6bed4", false, en::en03;
-    "EN-04", "Inner packets up to 1280 bytes pass intact; larger are not silently truncated", Fail, "RFC 8200 §5", false, en::en04;
-    "EN-05", "No packet is relayed to multicast or reflected to its own sender", Fail, "6bed4", false, en::en05;
-    "EN-06", "Implementation survives the negative corpus and still serves valid traffic afterwards", Fail, "robustness", true, en::en06;
+    "RS-01", "RS: hop limit 255, code 0, checksum valid, ICMPv6 length ≥ 8, no zero-length option", Fail, "RFC 4861 §4.1, §6.1.1, §4.6", false, Check::Whole(rs_ra::rs01);
+    "RS-02", "RS: dst ff02::2 (or the router's link-local); src :: or link-local", Fail, "RFC 4861 §6.3.7", false, Check::Whole(rs_ra::rs02);
+    "RS-03", "RS from :: carries an SLLA", WarnStrictFail, "RFC 4861 §4.1", false, Check::Whole(rs_ra::rs03);
+    "RS-04", "RS schedule: backoff as configured; solicitation stops after a valid RA", WarnOrFail, "RFC 4861 §6.3.7, RFC 7559", false, Check::Whole(rs_ra::rs04);
+    "RA-01", "RA: src link-local, hop limit 255, code 0, checksum valid, length ≥ 16, no zero-length option", Fail, "RFC 4861 §4.2, §6.1.2", false, Check::Whole(rs_ra::ra01);
+    "RA-02", "RA goes back to the exact outer IPv4:port the RS came from; inner dst per profile", Fail, "6bed4", false, Check::Whole(rs_ra::ra02);
+    "RA-03", "RA within 0.5 s (+ lab tolerance) of the RS", Warn, "RFC 4861 §6.2.6", false, Check::Whole(rs_ra::ra03);
+    "RA-04", "PIO: L/A set, preferred ≤ valid, bits past the length zero, length per profile", Fail, "RFC 4861 §4.6.2, RFC 4862 §5.5.3", false, Check::Whole(rs_ra::ra04);
+    "RA-05", "PIO embeds the requester's outer IPv4:port as the router saw it", Fail, "6bed4", false, Check::Whole(rs_ra::ra05);
+    "RA-06", "Router lifetime ≤ 9000 s, reachable time ≤ 3,600,000 ms", WarnStrictFail, "RFC 4861 §6.2.1", false, Check::Whole(rs_ra::ra06);
+    "RA-07", "Peer ignores invalid RAs: no address change", Fail, "RFC 4861 §6.1.2", true, Check::Whole(rs_ra::ra07);
+    "RA-08", "Router ignores invalid RSs: no RA, and still answers a valid RS after", Fail, "RFC 4861 §6.1.1", true, Check::Whole(rs_ra::ra08);
+    "RA-09", "After a NAT rebinding the router sends an RA with the new mapping; the peer stops using the old address and traffic resumes", Fail, "6bed4", false, Check::Whole(rs_ra::ra09);
+    "AF-01", "The peer's address = advertised prefix + identifier, decoding to its outer IPv4:port as the router saw it", Fail, "6bed4", false, Check::Whole(af_ka::af01);
+    "AF-02", "lanip ≠ 0 for peers; port valid for the profile", Fail, "6bed4", false, Check::Whole(af_ka::af02);
+    "AF-03", "Every 6bed4 source seen in the capture is consistent with its outer IPv4:port", WarnOrFail, "derived", false, Check::Whole(af_ka::af03);
+    "KA-01", "Keepalive: UDP payload 0 bytes, from the tunnel's own socket, to the router IPv4:port", Fail, "6bed4", false, Check::Whole(af_ka::ka01);
+    "KA-02", "IPv4 TTL equals the configured value (3 by default)", Fail, "6bed4", false, Check::Whole(af_ka::ka02);
+    "KA-03", "Interval ≥ configured period − tolerance; report the jitter", FailInfo, "6bed4", false, Check::Whole(af_ka::ka03);
+    "KA-04", "No keepalives before an address is held", Warn, "6bed4", false, Check::Whole(af_ka::ka04);
+    "KA-05", "With period < NAT UDP timeout, the peer's external mapping never changes over ≥ 3 timeouts", Fail, "purpose of keepalives", false, Check::Whole(af_ka::ka05);
+    "ND-01", "Every NS/NA over UDP: hop limit 255, code 0, checksum valid, ICMPv6 length ≥ 24, no trailing bytes past the IPv6 payload length", Fail, "RFC 4861 §7.1", false, Check::Whole(nd::nd01);
+    "ND-02", "Bypass NS goes directly to the IPv4:port decoded from the target; target = remote address; SLLA = sender's link-layer address", Fail, "6bed4", false, Check::Whole(nd::nd02);
+    "ND-03", "NA: target copied, S set and unicast to the NS source, sent directly back", Fail, "RFC 4861 §7.2.4", false, Check::Whole(nd::nd03);
+    "ND-04", "Direct data only after a matching NA; unmatched NAs ignored", Fail, "6bed4", false, Check::Whole(nd::nd04);
+    "ND-05", "Outcome per NAT pair matches the expected table (direct vs via router), and data flows both ways", Fail, "6bed4 + spec §7", false, Check::Whole(nd::nd05);
+    "ND-06", "Path symmetry: once direct, both directions direct", Warn, "6bed4", false, Check::Whole(nd::nd06);
+    "ND-07", "Probe rate: no more than the configured probes per attempt; failed paths not re-probed faster than the hold-down", Fail, "RFC 4861 §7.2.2", false, Check::Whole(nd::nd07);
+    "ND-08", "Spoofed NS/NA (source not matching outer tuple, hop limit ≠ 255, bad checksum) change nothing", Fail, "6bed4, RFC 4861", true, Check::Whole(nd::nd08);
+    "EN-01", "UDP payload is exactly one IPv6 packet (length consistent) or empty", Fail, "6bed4", false, Check::Walk(en::en01);
+    "EN-02", "Router drops or corrects packets whose inner source does not match the outer tuple", Fail, "6bed4", false, Check::Whole(en::en02);
+    "EN-03", "Hop limit decremented per 6bed4 hop on data, never on ND; nothing forwarded at ≤ 1", Fail, "6bed4", false, Check::Whole(en::en03);
+    "EN-04", "Inner packets up to 1280 bytes pass intact; larger are not silently truncated", Fail, "RFC 8200 §5", false, Check::Whole(en::en04);
+    "EN-05", "No packet is relayed to multicast or reflected to its own sender", Fail, "6bed4", false, Check::Whole(en::en05);
+    "EN-06", "Implementation survives the negative corpus and still serves valid traffic afterwards", Fail, "robustness", true, Check::Whole(en::en06);
 }
 
 /// Runs every check of the registry on `inputs` (passive halves of injecting checks).
 pub fn run_passive(inputs: &Inputs) -> Vec<CheckResult> {
-    REGISTRY.iter().map(|d| (d.run)(inputs)).collect()
+    let all: Vec<&CheckDef> = REGISTRY.iter().collect();
+    run_checks(inputs, &all)
 }
 
 /// The check with this id, if any.

@@ -246,7 +246,7 @@ pub(super) fn nd03(v: &View<'_>) -> Finding {
         return Finding::na("no NA answering an NS in this capture");
     }
     if !off.is_empty() {
-        return Finding::new(Verdict::Fail, off.text(), off.frames);
+        return Finding::new(Verdict::Fail, off.text(), off.frames());
     }
     if !no_override.is_empty() {
         return Finding::new(
@@ -255,7 +255,7 @@ pub(super) fn nd03(v: &View<'_>) -> Finding {
                 "NAs answer correctly, but without the Override flag, which RFC 4861 §7.2.4 says SHOULD be set: {}",
                 no_override.text()
             ),
-            no_override.frames,
+            no_override.frames(),
         );
     }
     Finding::new(
@@ -386,9 +386,9 @@ pub(super) fn nd05(v: &View<'_>) -> Finding {
             }
         }
     }
-    off.frames.retain(|&f| f != 0);
+    off.forget_frame_zero();
     if !off.examples.is_empty() {
-        return Finding::new(Verdict::Fail, off.text(), off.frames);
+        return Finding::new(Verdict::Fail, off.text(), off.frames());
     }
     if !missing.is_empty() {
         return Finding::new(
@@ -455,7 +455,7 @@ pub(super) fn nd06(v: &View<'_>) -> Finding {
             Vec::new(),
         )
     } else {
-        Finding::new(Verdict::Warn, off.text(), off.frames)
+        Finding::new(Verdict::Warn, off.text(), off.frames())
     }
 }
 
@@ -635,7 +635,7 @@ pub(super) fn nd08(v: &View<'_>) -> Finding {
         )
     } else {
         let firsts: Vec<u64> = bad.iter().take(2).map(|(l, _)| l.frame).collect();
-        let mut frames = off.frames.clone();
+        let mut frames = off.frames();
         frames.extend(firsts);
         Finding::new(verdict, off.text(), frames)
     }

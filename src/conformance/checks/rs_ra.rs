@@ -12,16 +12,32 @@ use super::{dur_ns, secs, Finding};
 /// At most this many examples are spelled out in a message.
 const EXAMPLES: usize = 3;
 
-/// Collects offending frames and a few described examples.
+/// Collects offending frames and a few described examples, in bounded memory: how many
+/// were added, the first [`EXAMPLES`] described, and only the smallest distinct frames
+/// (evidence shows at most [`super::MAX_FRAMES`] of them, sorted), so that a check over a
+/// capture of any size keeps the same few bytes however many packets offend.
 #[derive(Default)]
 pub(super) struct Offences {
-    pub frames: Vec<u64>,
+    /// The smallest distinct frames added, sorted (frame 0, "no frame", kept apart).
+    frames: Vec<u64>,
     pub examples: Vec<String>,
+    /// Offences added (a frame added twice counts twice), frame 0 included.
+    count: usize,
+    /// Offences added with frame 0.
+    zeros: usize,
 }
 
 impl Offences {
     pub fn add(&mut self, frame: u64, what: String) {
-        self.frames.push(frame);
+        self.count += 1;
+        if frame == 0 {
+            self.zeros += 1;
+        } else if let Err(at) = self.frames.binary_search(&frame) {
+            if at < super::MAX_FRAMES {
+                self.frames.insert(at, frame);
+                self.frames.truncate(super::MAX_FRAMES);
+            }
+        }
         if self.examples.len() < EXAMPLES {
             self.examples.push(format!("frame {frame}: {what}"));
         }
@@ -32,15 +48,28 @@ impl Offences {
         if self.is_empty() {
             pass()
         } else {
-            Finding::new(Verdict::Fail, self.text(), self.frames)
+            let text = self.text();
+            Finding::new(Verdict::Fail, text, self.frames())
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.frames.is_empty()
+        self.count == 0
+    }
+    /// The evidence frames: the smallest distinct ones, frame 0 first when one was added.
+    pub fn frames(&self) -> Vec<u64> {
+        let zero = (self.zeros > 0).then_some(0);
+        zero.into_iter().chain(self.frames.iter().copied()).collect()
+    }
+    /// Forgets the offences that named no frame (frame 0) in the count of "more", as if
+    /// they had not been added, keeping their examples (the checks that add them describe
+    /// what is missing, not a packet).
+    pub fn forget_frame_zero(&mut self) {
+        self.count -= self.zeros;
+        self.zeros = 0;
     }
     pub fn text(&self) -> String {
-        let more = self.frames.len().saturating_sub(self.examples.len());
+        let more = self.count.saturating_sub(self.examples.len());
         let mut s = self.examples.join("; ");
         if more > 0 {
             s.push_str(&format!(" (and {more} more)"));
@@ -108,7 +137,7 @@ pub(super) fn rs01(v: &View<'_>) -> Finding {
             first_frames(rss.into_iter()),
         )
     } else {
-        Finding::new(Verdict::Fail, format!("invalid RS: {}", off.text()), off.frames)
+        Finding::new(Verdict::Fail, format!("invalid RS: {}", off.text()), off.frames())
     }
 }
 
@@ -363,7 +392,7 @@ pub(super) fn ra01(v: &View<'_>) -> Finding {
             first_frames(ras.into_iter()),
         )
     } else {
-        Finding::new(Verdict::Fail, format!("invalid RA: {}", off.text()), off.frames)
+        Finding::new(Verdict::Fail, format!("invalid RA: {}", off.text()), off.frames())
     }
 }
 
@@ -496,7 +525,7 @@ pub(super) fn ra03(v: &View<'_>) -> Finding {
         Finding::new(
             Verdict::Warn,
             format!("slower than 0.5 s: {}", off.text()),
-            off.frames,
+            off.frames(),
         )
     }
 }
@@ -660,7 +689,7 @@ pub(super) fn ra05(v: &View<'_>) -> Finding {
         );
     }
     if !off.is_empty() {
-        return Finding::new(Verdict::Fail, off.text(), off.frames);
+        return Finding::new(Verdict::Fail, off.text(), off.frames());
     }
     if ok.is_empty() {
         return Finding::na(format!(
@@ -727,7 +756,7 @@ pub(super) fn ra06(v: &View<'_>) -> Finding {
                 off.text(),
                 facts.join(", ")
             ),
-            off.frames,
+            off.frames(),
         )
     }
 }

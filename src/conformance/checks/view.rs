@@ -100,8 +100,8 @@ pub(crate) struct ViewData {
     /// `key_slots`.
     key_prev: Vec<u32>,
     key_next: Vec<u32>,
-    /// The packets of `packets()` whose first sighting is not plain data (see
-    /// `View::control_packets`), in packet order.
+    /// The packets whose first sighting is not plain data (see `View::control_packets`),
+    /// injected ones too, in packet order.
     control: Vec<usize>,
 }
 
@@ -148,6 +148,13 @@ pub enum SourceCheck {
     /// No sighting fits. `from` is the most public source seen (the router's view, else the
     /// last public sighting, else the last).
     Inconsistent { named: Option<Endpoint>, from: Endpoint },
+}
+
+/// Whether a packet is a control packet (by its first sighting): not plain data, i.e. not
+/// `Kind::Data`, or data carrying ICMPv6 (an RS or RA that failed validation decodes as
+/// data with its ICMPv6 type). Control packets grow with peers and time, not with bytes.
+pub fn is_control(r: &Decoded) -> bool {
+    !matches!(r.kind, Kind::Data { .. }) || r.icmp_type().is_some()
 }
 
 /// Whether an RA is one a peer may accept (RFC 4861 §6.1.2 plus the 6bed4 outer source).
@@ -222,18 +229,12 @@ impl ViewData {
         })
     }
 
-    /// The packets (not injected) whose first sighting is not plain data: not
+    /// The packets (injected ones too) whose first sighting is not plain data: not
     /// `Kind::Data`, or data carrying ICMPv6 (an RS or RA that failed validation decodes
     /// as data with its ICMPv6 type).
     fn control_of(&self, cap: &DecodedCapture) -> Vec<usize> {
         (0..self.n)
-            .filter(|&p| {
-                !self.injected.get(p).copied().unwrap_or(true)
-                    && cap
-                        .records
-                        .get(self.first(cap, p))
-                        .is_some_and(|r| !matches!(r.kind, Kind::Data { .. }) || r.icmp_type().is_some())
-            })
+            .filter(|&p| cap.records.get(self.first(cap, p)).is_some_and(is_control))
             .collect()
     }
 
@@ -613,12 +614,26 @@ impl<'a> View<'a> {
     /// peers and time, not with bytes: a check that looks only at those (by the first
     /// sighting) skips the data instead of reading every record.
     pub fn control_packets(&self) -> impl Iterator<Item = (&'a Decoded, &'a Decoded)> + '_ {
+        self.control_all_packets()
+            .filter(move |(f, _)| !self.is_injected(f))
+    }
+
+    /// The control packets of [`View::all_packets`] (injected ones too).
+    pub fn control_all_packets(&self) -> impl Iterator<Item = (&'a Decoded, &'a Decoded)> + '_ {
         self.data.control.iter().filter_map(move |&p| {
             Some((
                 self.cap.records.get(self.data.first(self.cap, p))?,
                 self.cap.records.get(self.data.last(self.cap, p))?,
             ))
         })
+    }
+
+    /// The router's view of every control packet that reached the router (not injected):
+    /// [`View::at_router`] for control packets.
+    pub fn control_at_router(&self) -> impl Iterator<Item = &'a Decoded> + '_ {
+        self.control_packets()
+            .filter_map(move |(f, _)| self.router_view(f))
+            .filter(|r| r.towards_router)
     }
 
     /// Injected tunnel packets (per [`super::Injection`]), as (sender's, receiver's) sighting.
@@ -830,6 +845,13 @@ impl<'a> View<'a> {
     /// The peer that owns a 6bed4 address (used it as a source).
     pub fn peer_of_address(&self, a: &Ipv6Addr) -> Option<usize> {
         self.data.peers.iter().position(|p| p.addresses.contains(a))
+    }
+
+    /// The packets seen on a 6bed4 TUN (what went into or came out of the tunnel), kernel
+    /// chatter included, in time order. Only in a [`super::Walk`]'s `finish` or a whole
+    /// check: a capture that has them is analysed in memory.
+    pub fn tun_records(&self) -> impl Iterator<Item = &'a Decoded> + 'a {
+        self.cap.records.iter().filter(|r| r.layer == Layer::Inner)
     }
 
     /// Records of the capture (tunnel and TUN), in time order.
