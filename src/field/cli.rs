@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use super::anonymise::{self, Options};
-use super::report::{decode_lines, CheckReport, Facts};
+use super::report::{write_decode_lines, CheckReport, Facts};
 use crate::capture::ReadError;
 use crate::conformance::checks::{Expectations, Inputs, REGISTRY};
 use crate::conformance::decode::{decode_file, DecodeOptions, DecodedCapture, Profile};
@@ -387,13 +387,13 @@ pub fn decode(a: DecodeArgs) -> ExitCode {
         Err(code) => return code,
     };
     warn_read_error(&cap);
-    let text = if a.trace {
-        render_trace(&trace(&cap, &Roles::default()), None)
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let written = if a.trace {
+        out.write_all(render_trace(&trace(&cap, &Roles::default()), None).as_bytes())
     } else {
-        decode_lines(&cap, first_frame_ns(&a.capture, &cap))
+        write_decode_lines(&cap, first_frame_ns(&a.capture, &cap), &mut out)
     };
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+    match written.and_then(|()| out.flush()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => failure(format!("stdout: {e}")),
     }

@@ -42,11 +42,18 @@ pub fn ra_you_are(r: &Decoded) -> Option<Endpoint> {
 /// One line per datagram (and per TUN packet), tshark-like (frame number, seconds since
 /// `t0`: pass the capture's first frame's time to match tshark's), with 6bed4's meaning.
 pub fn decode_lines(cap: &DecodedCapture, t0: u64) -> String {
-    let mut out = String::new();
+    let mut out = Vec::new();
+    let _ = write_decode_lines(cap, t0, &mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// [`decode_lines`] written to `out` as they are made: the text of a large capture is
+/// several times the size of its records, and is never held whole.
+pub fn write_decode_lines(cap: &DecodedCapture, t0: u64, out: &mut impl std::io::Write) -> std::io::Result<()> {
     for r in &cap.records {
-        let _ = writeln!(out, "{}", decode_line(r, t0));
+        writeln!(out, "{}", decode_line(r, t0))?;
     }
-    out
+    Ok(())
 }
 
 /// The line for one record.
