@@ -8,7 +8,6 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -16,7 +15,7 @@ use clap::Args;
 use super::anonymise::{self, Options};
 use super::report::{write_decode_lines, CheckReport, Facts};
 use crate::capture::ReadError;
-use crate::conformance::checks::{Expectations, Inputs, REGISTRY};
+use crate::conformance::checks::{run_checks, CheckDef, Expectations, Inputs, REGISTRY};
 use crate::conformance::decode::{decode_file, DecodeOptions, DecodedCapture, Profile};
 use crate::conformance::model::CheckResult;
 use crate::conformance::trace::{render_trace, trace, Roles};
@@ -289,30 +288,22 @@ pub fn check(a: CheckArgs) -> ExitCode {
     let Some(view) = inputs.views().next() else {
         return failure("no capture to check");
     };
-    // The checks and the report's facts only read the decoded capture: they run on up to
-    // two threads, each taking the next job (the facts first) when it is free, and the
-    // results are put back in registry order.
+    // The checks and the report's facts only read the decoded capture. On two threads, each
+    // takes half of the checks (each half walks the packets once, shared by its checks);
+    // the first also builds the report's facts. Results go back in registry order.
     let threads = std::thread::available_parallelism().map_or(1, usize::from).min(2);
-    let next = AtomicUsize::new(0);
-    let (mut timed, facts): (Vec<(usize, CheckResult, Duration)>, Option<Facts>) = std::thread::scope(|s| {
-        let (inputs, next, view) = (&inputs, &next, &view);
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
+    let groups: Vec<Vec<&CheckDef>> = split_checks(threads);
+    let (mut timed, facts): (Vec<(usize, CheckResult)>, Option<Facts>) = std::thread::scope(|s| {
+        let (inputs, view) = (&inputs, &view);
+        let handles: Vec<_> = groups
+            .iter()
+            .enumerate()
+            .map(|(g, defs)| {
                 s.spawn(move || {
-                    let mut done = Vec::new();
-                    let mut facts = None;
-                    loop {
-                        match next.fetch_add(1, Ordering::Relaxed) {
-                            0 => facts = Some(Facts::build(view.cap, view, t0)),
-                            j => {
-                                let Some(d) = REGISTRY.get(j - 1) else { break };
-                                let t = Instant::now();
-                                let r = d.run(inputs);
-                                done.push((j - 1, r, t.elapsed()));
-                            }
-                        }
-                    }
-                    (done, facts)
+                    let facts = (g == 0).then(|| Facts::build(view.cap, view, t0));
+                    let results = run_checks(inputs, defs);
+                    let idx = defs.iter().map(|d| REGISTRY.iter().position(|x| x.id == d.id).unwrap_or(usize::MAX));
+                    (idx.zip(results).collect::<Vec<_>>(), facts)
                 })
             })
             .collect();
@@ -326,20 +317,12 @@ pub fn check(a: CheckArgs) -> ExitCode {
         (all, facts)
     });
     timed.sort_by_key(|t| t.0);
-    let mut per_check: Vec<(Duration, &str)> = timed.iter().map(|t| (t.2, REGISTRY[t.0].id)).collect();
     let results: Vec<CheckResult> = timed.into_iter().map(|t| t.1).collect();
     if a.timings {
-        per_check.sort_by(|x, y| y.cmp(x));
-        let slowest: Vec<String> = per_check
-            .iter()
-            .take(6)
-            .map(|(d, id)| format!("{id} {d:.2?}"))
-            .collect();
         eprintln!(
-            "timings: decode {decoded:.2?}, analysis {:.2?}, checks and report facts {:.2?} (slowest checks: {}), {} records",
+            "timings: decode {decoded:.2?}, analysis {:.2?}, checks and report facts {:.2?}, {} records",
             analysed - decoded,
             started.elapsed() - analysed,
-            slowest.join(", "),
             inputs.captures.first().map_or(0, |c| c.records.len())
         );
         eprintln!(
@@ -378,6 +361,18 @@ pub fn check(a: CheckArgs) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// The registry split into `n` groups for as many threads: the checks that walk the
+/// packets and the whole ones each dealt out in turn, so that every group walks once.
+fn split_checks(n: usize) -> Vec<Vec<&'static CheckDef>> {
+    let n = n.max(1);
+    let mut groups: Vec<Vec<&CheckDef>> = vec![Vec::new(); n];
+    let (walks, wholes): (Vec<&CheckDef>, Vec<&CheckDef>) = REGISTRY.iter().partition(|d| d.walks());
+    for (i, d) in walks.into_iter().chain(wholes).enumerate() {
+        groups[i % n].push(d);
+    }
+    groups
 }
 
 /// Runs `bedlab decode`.

@@ -173,6 +173,11 @@ pub struct CheckDef {
 }
 
 impl CheckDef {
+    /// Whether it reads data in the shared walk over the packets.
+    pub fn walks(&self) -> bool {
+        matches!(self.check, Check::Walk(_))
+    }
+
     /// Runs this check alone on `inputs` (every capture).
     pub fn run(&self, inputs: &Inputs) -> CheckResult {
         run_checks(inputs, &[self])
@@ -313,7 +318,7 @@ pub(crate) fn findings(v: &View<'_>, defs: &[&CheckDef]) -> Vec<Finding> {
 /// Runs `defs` on every capture's view and combines each check's findings: the worst
 /// verdict wins, its messages are kept (prefixed with the capture name when there are
 /// several).
-pub(crate) fn run_checks(inputs: &Inputs, defs: &[&CheckDef]) -> Vec<CheckResult> {
+pub fn run_checks(inputs: &Inputs, defs: &[&CheckDef]) -> Vec<CheckResult> {
     let per_view: Vec<(String, Vec<Finding>)> = inputs
         .views()
         .map(|v| (v.cap.name.clone(), findings(&v, defs)))

@@ -475,11 +475,41 @@ pub fn decode_reader<R: Read>(reader: Reader<R>, opts: DecodeOptions) -> Decoded
 
 /// [`decode_reader`] on `threads` decoding threads (1: all on this one).
 pub(crate) fn decode_reader_threads<R: Read>(
-    mut reader: Reader<R>,
+    reader: Reader<R>,
     opts: DecodeOptions,
     threads: usize,
 ) -> DecodedCapture {
     let mut d = Decoder::new(opts.clone());
+    let error = run_decoder(reader, &mut d, &opts, threads, None);
+    let mut c = d.finish();
+    c.read_error = error;
+    c
+}
+
+/// Decodes everything a reader yields and hands each record to `sink`, in frame order,
+/// as soon as it is made, keeping none: the streaming analysis's passes over a file.
+/// Returns the decoder's counts and the read error, if any. Records are raw: the fields
+/// [`Decoder::finish`] derives from the whole capture are not filled in.
+pub(crate) fn stream_records<R: Read>(
+    reader: Reader<R>,
+    opts: &DecodeOptions,
+    sink: &mut dyn FnMut(Decoded),
+) -> (DecodeStats, Option<String>) {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from).min(2);
+    let mut d = Decoder::new(opts.clone());
+    let error = run_decoder(reader, &mut d, opts, threads, Some(sink));
+    (d.stats, error)
+}
+
+/// Feeds every packet of `reader` to `d` (on `threads` threads); with a sink, the records
+/// made go to it after each batch instead of staying in `d`.
+fn run_decoder<R: Read>(
+    mut reader: Reader<R>,
+    d: &mut Decoder,
+    opts: &DecodeOptions,
+    threads: usize,
+    mut sink: Option<&mut dyn FnMut(Decoded)>,
+) -> Option<String> {
     let mut error = None;
     if threads < 2 {
         loop {
@@ -487,6 +517,9 @@ pub(crate) fn decode_reader_threads<R: Read>(
                 Ok(Some(p)) => {
                     d.push(&p);
                     reader.recycle(p.data);
+                    if let Some(sink) = sink.as_deref_mut() {
+                        d.records.drain(..).for_each(&mut *sink);
+                    }
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -496,11 +529,9 @@ pub(crate) fn decode_reader_threads<R: Read>(
             }
         }
     } else {
-        error = decode_parallel(&mut reader, &mut d, &opts, threads);
+        error = decode_parallel(&mut reader, d, opts, threads, sink);
     }
-    let mut c = d.finish();
-    c.read_error = error;
-    c
+    error
 }
 
 /// The parallel path of [`decode_reader`]: returns the read error, if any.
@@ -509,6 +540,7 @@ fn decode_parallel<R: Read>(
     d: &mut Decoder,
     opts: &DecodeOptions,
     threads: usize,
+    mut sink: Option<&mut dyn FnMut(Decoded)>,
 ) -> Option<String> {
     use std::sync::mpsc;
     type Done = (Vec<(Decoded, bool)>, Vec<Packet>);
@@ -541,13 +573,16 @@ fn decode_parallel<R: Read>(
         let mut sent = 0usize;
         let mut merged = 0usize;
         let mut spare: Vec<Vec<u8>> = Vec::new();
-        let merge_one = |d: &mut Decoder, merged: &mut usize, spare: &mut Vec<Vec<u8>>| -> bool {
+        let mut merge_one = |d: &mut Decoder, merged: &mut usize, spare: &mut Vec<Vec<u8>>| -> bool {
             let Ok((recs, batch)) = from[*merged % threads].recv() else {
                 return false;
             };
             *merged += 1;
             for (rec, unknown) in recs {
                 d.accept(rec, unknown);
+            }
+            if let Some(sink) = sink.as_deref_mut() {
+                d.records.drain(..).for_each(&mut *sink);
             }
             spare.extend(batch.into_iter().map(|p| p.data));
             true
