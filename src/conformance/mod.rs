@@ -15,5 +15,6 @@ pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod steps;
+pub mod stream;
 pub mod toml_util;
 pub mod trace;

@@ -302,7 +302,9 @@ pub fn check(a: CheckArgs) -> ExitCode {
                 s.spawn(move || {
                     let facts = (g == 0).then(|| Facts::build(view.cap, view, t0));
                     let results = run_checks(inputs, defs);
-                    let idx = defs.iter().map(|d| REGISTRY.iter().position(|x| x.id == d.id).unwrap_or(usize::MAX));
+                    let idx = defs
+                        .iter()
+                        .map(|d| REGISTRY.iter().position(|x| x.id == d.id).unwrap_or(usize::MAX));
                     (idx.zip(results).collect::<Vec<_>>(), facts)
                 })
             })

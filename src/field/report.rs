@@ -49,7 +49,11 @@ pub fn decode_lines(cap: &DecodedCapture, t0: u64) -> String {
 
 /// [`decode_lines`] written to `out` as they are made: the text of a large capture is
 /// several times the size of its records, and is never held whole.
-pub fn write_decode_lines(cap: &DecodedCapture, t0: u64, out: &mut impl std::io::Write) -> std::io::Result<()> {
+pub fn write_decode_lines(
+    cap: &DecodedCapture,
+    t0: u64,
+    out: &mut impl std::io::Write,
+) -> std::io::Result<()> {
     for r in &cap.records {
         writeln!(out, "{}", decode_line(r, t0))?;
     }

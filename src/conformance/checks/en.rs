@@ -68,7 +68,7 @@ pub(super) fn en01<'a>(_: &View<'a>) -> Box<dyn Walk<'a> + 'a> {
 
 /// The router's relayed copy of a packet it received as `l`: a tunnel packet from the router
 /// or a TUN packet at another node, with the same inner packet (hop limit aside), soon after.
-fn relayed<'a>(v: &View<'a>, l: &Decoded) -> Option<&'a Decoded> {
+fn relayed<'a>(v: &View<'a>, l: &Decoded) -> Option<super::view::Rec<'a>> {
     let sender_node = v.ends(l).and_then(|(f, _)| f.node());
     let mut same = v.with_own_key_between(l, l.ts_ns, l.ts_ns.saturating_add(RELAY_WINDOW_NS));
     same.find(|r| match r.layer {

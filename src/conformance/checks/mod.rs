@@ -26,7 +26,7 @@ use crate::conformance::decode::{self, DecodeOptions, Decoded, DecodedCapture, P
 use crate::conformance::model::{CheckResult, Evidence, Verdict};
 use crate::conformance::trace::Roles;
 
-pub use view::{Peer, Rebinding, SourceCheck, View};
+pub use view::{is_control, Peer, Rebinding, Rec, SourceCheck, View, Window};
 
 /// What a scenario expects; every field optional. Checks that need an absent one return N/A.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -128,6 +128,16 @@ impl Inputs {
             .iter()
             .zip(&self.views)
             .map(|(c, d)| View::new(c, d, self))
+    }
+
+    /// The view of capture `i` whose data is streamed past through `window`.
+    pub(crate) fn streamed_view<'s>(&'s self, i: usize, window: &'s view::Window) -> Option<View<'s>> {
+        Some(View::streamed(
+            self.captures.get(i)?,
+            self.views.get(i)?,
+            self,
+            window,
+        ))
     }
 
     /// The lab timing tolerance.
@@ -289,30 +299,64 @@ fn missing(id: &str) -> CheckResult {
 /// The findings of `defs` on one view: the [`Check::Whole`] ones called, the
 /// [`Check::Walk`] ones fed one shared walk over the packets.
 pub(crate) fn findings(v: &View<'_>, defs: &[&CheckDef]) -> Vec<Finding> {
-    let mut walks: Vec<(usize, Box<dyn Walk<'_> + '_>)> = Vec::new();
-    let mut out: Vec<Option<Finding>> = Vec::with_capacity(defs.len());
-    for (i, d) in defs.iter().enumerate() {
-        match d.check {
-            Check::Whole(f) => out.push(Some(f(v))),
-            Check::Walk(start) => {
-                walks.push((i, start(v)));
-                out.push(None);
-            }
-        }
-    }
-    if !walks.is_empty() {
+    let mut walks = CheckWalks::start(v, defs);
+    if walks.walking() {
         for (f, l) in v.all_packets() {
-            for (_, w) in walks.iter_mut() {
-                w.packet(v, f, l);
-            }
+            walks.packet(v, f, l);
         }
     }
-    for (i, w) in walks {
-        out[i] = Some(w.finish(v));
+    walks.finish(v)
+}
+
+/// Checks of one view under way: the whole ones done, the walks waiting for packets.
+pub(crate) struct CheckWalks<'a> {
+    out: Vec<Option<Finding>>,
+    walks: Vec<(usize, Box<dyn Walk<'a> + 'a>)>,
+}
+
+impl<'a> CheckWalks<'a> {
+    /// Runs the whole checks of `defs` and starts the walks.
+    pub(crate) fn start(v: &View<'a>, defs: &[&CheckDef]) -> CheckWalks<'a> {
+        let mut w = CheckWalks {
+            out: Vec::with_capacity(defs.len()),
+            walks: Vec::new(),
+        };
+        for (i, d) in defs.iter().enumerate() {
+            match d.check {
+                Check::Whole(f) => w.out.push(Some(f(v))),
+                Check::Walk(start) => {
+                    w.walks.push((i, start(v)));
+                    w.out.push(None);
+                }
+            }
+        }
+        w
     }
-    out.into_iter()
-        .map(|f| f.unwrap_or_else(|| Finding::na("not run")))
-        .collect()
+
+    /// Whether any check walks.
+    pub(crate) fn walking(&self) -> bool {
+        !self.walks.is_empty()
+    }
+
+    /// The next packet, to every walk.
+    pub(crate) fn packet(&mut self, v: &View<'a>, f: &Decoded, l: &Decoded) {
+        for (_, w) in self.walks.iter_mut() {
+            w.packet(v, f, l);
+        }
+    }
+
+    /// Every check's finding, in the order of `defs`.
+    pub(crate) fn finish(self, v: &View<'a>) -> Vec<Finding> {
+        let mut out = self.out;
+        for (i, w) in self.walks {
+            if let Some(slot) = out.get_mut(i) {
+                *slot = Some(w.finish(v));
+            }
+        }
+        out.into_iter()
+            .map(|f| f.unwrap_or_else(|| Finding::na("not run")))
+            .collect()
+    }
 }
 
 /// Runs `defs` on every capture's view and combines each check's findings: the worst

@@ -15,8 +15,9 @@
 //! - **a datagram that never left its sender's private side** (every source private, the
 //!   name public, delivered to no peer and not to the router) cannot be judged at all.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::Ipv6Addr;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::capture::Direction;
 use crate::conformance::decode::{self, addr, inner, Decoded, DecodedCapture, Endpoint, Kind, Layer};
@@ -134,6 +135,215 @@ pub struct View<'a> {
     pub cap: &'a DecodedCapture,
     data: &'a ViewData,
     pub inputs: &'a Inputs,
+    /// The data records around the packet being walked, when the capture's data is
+    /// streamed past instead of held (`cap.records` then holds the control packets and a
+    /// few data records the peers were found from).
+    window: Option<&'a Window>,
+}
+
+/// A record found by a look-up: one of the capture's (borrowed) or one streamed past
+/// (shared with the streaming window). Reads as a [`Decoded`].
+#[derive(Debug, Clone)]
+pub enum Rec<'a> {
+    Borrowed(&'a Decoded),
+    Shared(Arc<Decoded>),
+}
+
+impl std::ops::Deref for Rec<'_> {
+    type Target = Decoded;
+    fn deref(&self) -> &Decoded {
+        match self {
+            Rec::Borrowed(r) => r,
+            Rec::Shared(r) => r,
+        }
+    }
+}
+
+/// Records of one inner key in a time range: a run of the capture's records (borrowed), or
+/// copies out of a streamed [`Window`].
+#[derive(Debug)]
+pub enum KeyRecords<'a> {
+    Run {
+        run: &'a [(u64, usize)],
+        recs: &'a [Decoded],
+        hi: u64,
+    },
+    Chain {
+        next: Option<usize>,
+        links: &'a [u32],
+        recs: &'a [Decoded],
+        lo: u64,
+        hi: u64,
+    },
+    Copied(std::vec::IntoIter<Rec<'a>>),
+}
+
+impl<'a> Iterator for KeyRecords<'a> {
+    type Item = Rec<'a>;
+    fn next(&mut self) -> Option<Rec<'a>> {
+        match self {
+            KeyRecords::Run { run, recs, hi } => loop {
+                let (&(_, i), rest) = run.split_first()?;
+                *run = rest;
+                let Some(r) = recs.get(i) else { continue };
+                if r.ts_ns > *hi {
+                    *run = &[];
+                    return None;
+                }
+                return Some(Rec::Borrowed(r));
+            },
+            KeyRecords::Chain {
+                next,
+                links,
+                recs,
+                lo,
+                hi,
+            } => loop {
+                let i = (*next)?;
+                *next = links.get(i).filter(|&&n| n != u32::MAX).map(|&n| n as usize);
+                let Some(r) = recs.get(i) else {
+                    *next = None;
+                    return None;
+                };
+                if r.ts_ns < *lo {
+                    continue;
+                }
+                if r.ts_ns > *hi {
+                    *next = None;
+                    return None;
+                }
+                return Some(Rec::Borrowed(r));
+            },
+            KeyRecords::Copied(it) => it.next(),
+        }
+    }
+}
+
+/// The records near the packet a streamed walk is at: the data records of the last and
+/// next [`super::WALK_WINDOW_NS`] (copies, since they are not kept) and the kept records
+/// among them (by index), with an index by inner key. The streaming driver fills and
+/// empties it between calls; walks read it through [`View::with_key_between`].
+#[derive(Debug, Default)]
+pub struct Window {
+    inner: Mutex<WindowInner>,
+}
+
+#[derive(Debug, Default)]
+struct WindowInner {
+    /// Records in stream order; `slots[0]` has sequence number `base`.
+    slots: VecDeque<Slot>,
+    base: u64,
+    /// Inner key → sequence numbers of its records in the window, in order.
+    by_key: decode::FastMap<u64, VecDeque<u64>>,
+}
+
+#[derive(Debug)]
+enum Slot {
+    /// A record kept in the capture (`cap.records[i]`).
+    Kept(usize),
+    /// A data record streamed past.
+    Data(Arc<Decoded>),
+}
+
+impl Window {
+    /// Only the streaming driver's thread uses it: the lock is never contended (and a
+    /// panic elsewhere leaves nothing half-done worth refusing).
+    fn lock(&self) -> MutexGuard<'_, WindowInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends a record (in stream order): kept ones by index, others by value. Returns its
+    /// sequence number.
+    pub(crate) fn push(&self, cap: &DecodedCapture, kept: Option<usize>, rec: Option<Arc<Decoded>>) -> u64 {
+        let mut w = self.lock();
+        let seq = w.base + w.slots.len() as u64;
+        let slot = match (kept, rec) {
+            (Some(i), _) => Slot::Kept(i),
+            (None, Some(r)) => Slot::Data(r),
+            (None, None) => return seq,
+        };
+        let key = match &slot {
+            Slot::Kept(i) => cap.records.get(*i).and_then(|r| r.inner_key),
+            Slot::Data(r) => r.inner_key,
+        };
+        if let Some(k) = key {
+            w.by_key.entry(k).or_default().push_back(seq);
+        }
+        w.slots.push_back(slot);
+        seq
+    }
+
+    /// Drops the oldest record.
+    pub(crate) fn pop_front(&self, cap: &DecodedCapture) {
+        let mut w = self.lock();
+        let Some(slot) = w.slots.pop_front() else { return };
+        let seq = w.base;
+        w.base += 1;
+        let key = match &slot {
+            Slot::Kept(i) => cap.records.get(*i).and_then(|r| r.inner_key),
+            Slot::Data(r) => r.inner_key,
+        };
+        if let Some(k) = key {
+            if let Some(list) = w.by_key.get_mut(&k) {
+                if list.front() == Some(&seq) {
+                    list.pop_front();
+                }
+                if list.is_empty() {
+                    w.by_key.remove(&k);
+                }
+            }
+        }
+    }
+
+    /// How many records it holds, and the oldest one's sequence number.
+    pub(crate) fn span(&self) -> (u64, usize) {
+        let w = self.lock();
+        (w.base, w.slots.len())
+    }
+
+    /// The record of sequence number `seq` (kept or streamed).
+    pub(crate) fn get<'a>(&self, cap: &'a DecodedCapture, seq: u64) -> Option<Rec<'a>> {
+        let w = self.lock();
+        let i = usize::try_from(seq.checked_sub(w.base)?).ok()?;
+        match w.slots.get(i)? {
+            Slot::Kept(k) => cap.records.get(*k).map(Rec::Borrowed),
+            Slot::Data(r) => Some(Rec::Shared(Arc::clone(r))),
+        }
+    }
+
+    /// The time of the record of sequence number `seq`.
+    pub(crate) fn ts(&self, cap: &DecodedCapture, seq: u64) -> Option<u64> {
+        self.get(cap, seq).map(|r| r.ts_ns)
+    }
+
+    /// The records with inner key `key` and a time in `lo..=hi`, in stream order.
+    fn between<'a>(&self, cap: &'a DecodedCapture, key: Option<u64>, lo: u64, hi: u64) -> Vec<Rec<'a>> {
+        let w = self.lock();
+        let Some(seqs) = key.and_then(|k| w.by_key.get(&k)) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for &seq in seqs {
+            let Some(slot) = usize::try_from(seq - w.base).ok().and_then(|i| w.slots.get(i)) else {
+                continue;
+            };
+            let r: Rec<'a> = match slot {
+                Slot::Kept(i) => match cap.records.get(*i) {
+                    Some(r) => Rec::Borrowed(r),
+                    None => continue,
+                },
+                Slot::Data(r) => Rec::Shared(Arc::clone(r)),
+            };
+            if r.ts_ns < lo {
+                continue;
+            }
+            if r.ts_ns > hi {
+                break;
+            }
+            out.push(r);
+        }
+        out
+    }
 }
 
 /// How an inner source fits the outer sources of its datagram (see the module notes).
@@ -555,13 +765,21 @@ impl ViewData {
         // Valid RAs that reached each peer: by the socket they arrived at, or, when the
         // capture shows nothing arriving at the peer's sockets (taken at the router), the
         // mapping the router sent them to. An RA lost on the way reached no one.
-        let delivered: decode::FastSet<Endpoint> = cap
-            .records
-            .iter()
-            .filter(|r| r.is_tunnel())
-            .filter_map(|r| r.dst())
-            .filter(|d| self.socket_peer.contains_key(d))
-            .collect();
+        let delivered: decode::FastSet<Endpoint> = match &cap.streamed {
+            Some(st) => st
+                .destinations
+                .iter()
+                .copied()
+                .filter(|d| self.socket_peer.contains_key(d))
+                .collect(),
+            None => cap
+                .records
+                .iter()
+                .filter(|r| r.is_tunnel())
+                .filter_map(|r| r.dst())
+                .filter(|d| self.socket_peer.contains_key(d))
+                .collect(),
+        };
         for p in 0..self.n {
             let (Some(f), Some(l)) = (
                 cap.records.get(self.first(cap, p)),
@@ -592,7 +810,27 @@ impl ViewData {
 
 impl<'a> View<'a> {
     pub(crate) fn new(cap: &'a DecodedCapture, data: &'a ViewData, inputs: &'a Inputs) -> View<'a> {
-        View { cap, data, inputs }
+        View {
+            cap,
+            data,
+            inputs,
+            window: None,
+        }
+    }
+
+    /// A view whose data records are streamed past: key look-ups read `window`.
+    pub(crate) fn streamed(
+        cap: &'a DecodedCapture,
+        data: &'a ViewData,
+        inputs: &'a Inputs,
+        window: &'a Window,
+    ) -> View<'a> {
+        View {
+            cap,
+            data,
+            inputs,
+            window: Some(window),
+        }
     }
 
     /// Tunnel packets as (sender's sighting, receiver's sighting), in time order, without
@@ -664,8 +902,15 @@ impl<'a> View<'a> {
         r.is_tunnel() && self.data.injected.get(r.packet).copied().unwrap_or(false)
     }
 
-    /// The sender's and receiver's sightings of the packet `r` belongs to.
-    pub fn ends(&self, r: &Decoded) -> Option<(&'a Decoded, &'a Decoded)> {
+    /// The sender's and receiver's sightings of the packet `r` belongs to (from one capture
+    /// point, `r` itself: it may be a record streamed past, not kept in the capture).
+    pub fn ends<'r>(&self, r: &'r Decoded) -> Option<(&'r Decoded, &'r Decoded)>
+    where
+        'a: 'r,
+    {
+        if self.data.identity {
+            return r.is_tunnel().then_some((r, r));
+        }
         Some((
             self.cap.records.get(self.data.first(self.cap, r.packet))?,
             self.cap.records.get(self.data.last(self.cap, r.packet))?,
@@ -673,22 +918,41 @@ impl<'a> View<'a> {
     }
 
     /// Every tunnel sighting of the packet `r` belongs to, in capture order.
-    pub fn sightings(&self, r: &Decoded) -> impl Iterator<Item = &'a Decoded> + '_ {
+    pub fn sightings<'r>(&self, r: &'r Decoded) -> impl Iterator<Item = &'r Decoded> + 'r
+    where
+        'a: 'r,
+    {
         let data: &'a ViewData = self.data;
-        let all: Sightings<'a> = if r.is_tunnel() {
-            data.all_of(self.cap, r.packet)
+        let cap: &'a DecodedCapture = self.cap;
+        let one = (data.identity && r.is_tunnel()).then_some(r);
+        let all: Sightings<'a> = if r.is_tunnel() && !data.identity {
+            data.all_of(cap, r.packet)
         } else {
             Sightings::Many(&[])
         };
-        (0..all.as_slice().len()).filter_map(move |k| self.cap.records.get(*all.as_slice().get(k)?))
+        one.into_iter()
+            .chain((0..all.as_slice().len()).filter_map(move |k| cap.records.get(*all.as_slice().get(k)?)))
     }
 
     /// The sighting of `r`'s packet that stands for what the router got: at the router's
     /// interface when the capture has it (None if the datagram never got there), else the
     /// last sighting on a public address, or the lone sighting. See the module notes.
-    pub fn router_view(&self, r: &Decoded) -> Option<&'a Decoded> {
+    pub fn router_view<'r>(&self, r: &'r Decoded) -> Option<&'r Decoded>
+    where
+        'a: 'r,
+    {
         if !r.is_tunnel() {
             return None;
+        }
+        if self.data.identity {
+            // The lone sighting stands for itself, unless the router's node is known and
+            // this is not an arrival there.
+            return match &self.data.router_node {
+                Some(node) => {
+                    (r.node() == Some(node.as_str()) && r.direction != Some(Direction::Outbound)).then_some(r)
+                }
+                None => Some(r),
+            };
         }
         self.cap.records.get(self.data.at_router(self.cap, r.packet))
     }
@@ -761,54 +1025,49 @@ impl<'a> View<'a> {
     }
 
     /// The records of [`View::with_key`] with a timestamp in `lo..=hi`, in time order: a
-    /// binary search in the key's run, so many copies of one packet stay cheap.
-    pub fn with_key_between(
-        &self,
-        key: Option<u64>,
-        lo: u64,
-        hi: u64,
-    ) -> impl Iterator<Item = &'a Decoded> + '_ {
+    /// binary search in the key's run, so many copies of one packet stay cheap. When the
+    /// capture's data is streamed past ([`Window`]), only records within
+    /// [`super::WALK_WINDOW_NS`] of the packet being walked are there to find, copied out.
+    pub fn with_key_between(&self, key: Option<u64>, lo: u64, hi: u64) -> KeyRecords<'a> {
+        if let Some(w) = self.window {
+            return KeyRecords::Copied(w.between(self.cap, key, lo, hi).into_iter());
+        }
         let data: &'a ViewData = self.data;
         let run: &'a [(u64, usize)] = key.map_or(&[][..], |k| data.key_run(k));
         let recs: &'a [Decoded] = &self.cap.records;
         let start = run.partition_point(|&(_, i)| recs.get(i).is_some_and(|r| r.ts_ns < lo));
-        run[start..]
-            .iter()
-            .filter_map(move |&(_, i)| recs.get(i))
-            .take_while(move |r| r.ts_ns <= hi)
+        KeyRecords::Run {
+            run: &run[start..],
+            recs,
+            hi,
+        }
     }
 
     /// The records of [`View::with_key`] for `r`'s own inner key with a timestamp in
     /// `lo..=hi`, in time order (the same records as `with_key_between(r.inner_key, lo,
     /// hi)`): walked from `r` itself along its key's run, no look-up of the key.
-    pub fn with_own_key_between(
-        &self,
-        r: &Decoded,
-        lo: u64,
-        hi: u64,
-    ) -> impl Iterator<Item = &'a Decoded> + '_ {
-        let recs: &'a [Decoded] = &self.cap.records;
-        let (prev, next): (&'a [u32], &'a [u32]) = (&self.data.key_prev, &self.data.key_next);
+    pub fn with_own_key_between(&self, r: &Decoded, lo: u64, hi: u64) -> KeyRecords<'a> {
         let at = self
             .index_of(r)
-            .filter(|&i| i < next.len() && r.inner_key.is_some());
-        // Without the chains (or for a record not in the capture), the key's run.
-        let fallback = match at {
-            Some(_) => None,
-            None => Some(self.with_key_between(r.inner_key, lo, hi)),
+            .filter(|&i| i < self.data.key_next.len() && r.inner_key.is_some());
+        let Some(at) = at.filter(|_| self.window.is_none()) else {
+            // Without the chains (or for a record not in the capture), the key's run.
+            return self.with_key_between(r.inner_key, lo, hi);
         };
+        let recs: &'a [Decoded] = &self.cap.records;
+        let prev: &'a [u32] = &self.data.key_prev;
         let step = |links: &'a [u32], i: usize| links.get(i).filter(|&&n| n != u32::MAX).map(|&n| n as usize);
-        let start = at.map(|mut i| {
-            while let Some(p) = step(prev, i).filter(|&p| recs.get(p).is_some_and(|x| x.ts_ns >= lo)) {
-                i = p;
-            }
-            i
-        });
-        let walk = std::iter::successors(start, move |&i| step(next, i))
-            .filter_map(move |i| recs.get(i))
-            .skip_while(move |x| x.ts_ns < lo)
-            .take_while(move |x| x.ts_ns <= hi);
-        fallback.into_iter().flatten().chain(walk)
+        let mut i = at;
+        while let Some(p) = step(prev, i).filter(|&p| recs.get(p).is_some_and(|x| x.ts_ns >= lo)) {
+            i = p;
+        }
+        KeyRecords::Chain {
+            next: Some(i),
+            links: &self.data.key_next,
+            recs,
+            lo,
+            hi,
+        }
     }
 
     /// The index of a record of this capture (by its place in the records' slice).
@@ -861,12 +1120,18 @@ impl<'a> View<'a> {
 
     /// The capture's first timestamp.
     pub fn t0(&self) -> u64 {
-        self.cap.records.first().map_or(0, |r| r.ts_ns)
+        match &self.cap.streamed {
+            Some(st) => st.span.0,
+            None => self.cap.records.first().map_or(0, |r| r.ts_ns),
+        }
     }
 
     /// The capture's last timestamp.
     pub fn t_end(&self) -> u64 {
-        self.cap.records.last().map_or(0, |r| r.ts_ns)
+        match &self.cap.streamed {
+            Some(st) => st.span.1,
+            None => self.cap.records.last().map_or(0, |r| r.ts_ns),
+        }
     }
 
     /// Whether this tunnel record is an RS (whatever its validity).

@@ -362,6 +362,19 @@ pub struct DecodedCapture {
     pub stats: DecodeStats,
     /// The reader's error, if the capture did not end cleanly (packets before it are kept).
     pub read_error: Option<String>,
+    /// Set when the capture was streamed: `records` then holds only the control packets
+    /// and the few data records the peers were found from; these are the facts of all.
+    pub streamed: Option<Box<Streamed>>,
+}
+
+/// What a streamed capture's kept records cannot say about all of its records.
+#[derive(Debug, Clone, Default)]
+pub struct Streamed {
+    /// The first and last retained record's time.
+    pub span: (u64, u64),
+    /// Every retained tunnel record's outer destination (where the view looks for the
+    /// sockets RAs were delivered to).
+    pub(crate) destinations: FastSet<Endpoint>,
 }
 
 impl DecodedCapture {
@@ -870,12 +883,8 @@ impl Decoder {
     /// the derived fields.
     pub fn finish(self) -> DecodedCapture {
         let Decoder {
-            opts,
-            mut records,
-            stats,
-            ..
+            opts, records, stats, ..
         } = self;
-        let mut stats = stats;
         let router_port = |port: u16| Profile::from_port(port).is_some() || opts.port == Some(port);
 
         // 1. Flows that are 6bed4: a router port, or an inner address naming an endpoint.
@@ -894,21 +903,46 @@ impl Decoder {
                 prefixes.extend(p);
             }
         });
-        let endpoints: FastSet<Endpoint> = six_flows.iter().flat_map(|&(a, b)| [a, b]).collect();
-        let keep = |r: &Decoded| -> bool {
-            match (&r.layer, &r.kind, &r.outer) {
-                (Layer::Inner, ..) => true,
-                (
-                    _,
-                    Kind::IcmpError {
-                        about: Some((a, b)), ..
-                    },
-                    _,
-                ) => endpoints.contains(a) || endpoints.contains(b),
-                (_, _, Some(o)) => endpoints.contains(&o.src) || endpoints.contains(&o.dst),
-                _ => false,
-            }
-        };
+        finish_records(opts, records, stats, &six_flows, prefixes)
+    }
+}
+
+/// Which records of a capture stay: those of a 6bed4 flow's endpoints (and ICMP errors
+/// about them) and every TUN packet.
+pub(crate) fn retained(endpoints: &FastSet<Endpoint>, r: &Decoded) -> bool {
+    match (&r.layer, &r.kind, &r.outer) {
+        (Layer::Inner, ..) => true,
+        (
+            _,
+            Kind::IcmpError {
+                about: Some((a, b)), ..
+            },
+            _,
+        ) => endpoints.contains(a) || endpoints.contains(b),
+        (_, _, Some(o)) => endpoints.contains(&o.src) || endpoints.contains(&o.dst),
+        _ => false,
+    }
+}
+
+/// The endpoints of the 6bed4 flows.
+pub(crate) fn flow_endpoints(six_flows: &FastSet<(Endpoint, Endpoint)>) -> FastSet<Endpoint> {
+    six_flows.iter().flat_map(|&(a, b)| [a, b]).collect()
+}
+
+/// The rest of [`Decoder::finish`] once the 6bed4 flows (and the /64s named by their
+/// addresses) are known: keeps their records, learns routers and prefixes, groups
+/// sightings and fills the derived fields.
+pub(crate) fn finish_records(
+    opts: DecodeOptions,
+    mut records: Vec<Decoded>,
+    mut stats: DecodeStats,
+    six_flows: &FastSet<(Endpoint, Endpoint)>,
+    mut prefixes: BTreeSet<Ipv6Addr>,
+) -> DecodedCapture {
+    {
+        let router_port = |port: u16| Profile::from_port(port).is_some() || opts.port == Some(port);
+        let endpoints = flow_endpoints(six_flows);
+        let keep = |r: &Decoded| retained(&endpoints, r);
         // In place, in order; nothing moves before the first record dropped.
         records.retain(keep);
         records.shrink_to_fit();
@@ -963,9 +997,7 @@ impl Decoder {
         // 4. Derived fields.
         if single {
             for r in records.iter_mut() {
-                r.sightings = 1;
-                let own = r.src().filter(|_| r.is_tunnel());
-                derive(r, &routers, &prefixes, &opts, own.as_slice());
+                derive_alone(r, &routers, &prefixes, &opts);
             }
         } else {
             let counts = sighting_counts(&records, packets);
@@ -987,6 +1019,7 @@ impl Decoder {
             packets,
             stats,
             read_error: None,
+            streamed: None,
         }
     }
 }
@@ -1013,37 +1046,47 @@ fn six_flows_in(
     records: &[Decoded],
     router_port: &(impl Fn(u16) -> bool + Sync),
 ) -> (FastSet<(Endpoint, Endpoint)>, BTreeSet<Ipv6Addr>) {
-    let flow = |a: Endpoint, b: Endpoint| if a <= b { (a, b) } else { (b, a) };
     let mut six_flows: FastSet<(Endpoint, Endpoint)> = FastSet::default();
     let mut prefixes = BTreeSet::new();
     for r in records {
-        let (Some(o), Layer::Tunnel) = (&r.outer, r.layer) else {
-            continue;
-        };
-        if matches!(r.kind, Kind::IcmpError { v6: false, .. }) {
-            continue;
-        }
-        if router_port(o.src.port()) || router_port(o.dst.port()) {
-            six_flows.insert(flow(o.src, o.dst));
-        }
-        if let Some(ih) = &r.inner {
-            for a in [ih.src, ih.dst] {
-                if a.is_unspecified() || addr::is_multicast(&a) {
-                    continue;
-                }
-                if [o.src, o.dst]
-                    .iter()
-                    .any(|&ep| addr::layout_naming(&a, ep).is_some() || addr::loosely_names(&a, ep))
-                {
-                    six_flows.insert(flow(o.src, o.dst));
-                    if !addr::is_link_local(&a) {
-                        prefixes.insert(addr::prefix64(&a));
-                    }
+        note_flow(r, router_port, &mut six_flows, &mut prefixes);
+    }
+    (six_flows, prefixes)
+}
+
+/// What one record says about which flows are 6bed4 (see [`six_flows_in`]).
+pub(crate) fn note_flow(
+    r: &Decoded,
+    router_port: &impl Fn(u16) -> bool,
+    six_flows: &mut FastSet<(Endpoint, Endpoint)>,
+    prefixes: &mut BTreeSet<Ipv6Addr>,
+) {
+    let flow = |a: Endpoint, b: Endpoint| if a <= b { (a, b) } else { (b, a) };
+    let (Some(o), Layer::Tunnel) = (&r.outer, r.layer) else {
+        return;
+    };
+    if matches!(r.kind, Kind::IcmpError { v6: false, .. }) {
+        return;
+    }
+    if router_port(o.src.port()) || router_port(o.dst.port()) {
+        six_flows.insert(flow(o.src, o.dst));
+    }
+    if let Some(ih) = &r.inner {
+        for a in [ih.src, ih.dst] {
+            if a.is_unspecified() || addr::is_multicast(&a) {
+                continue;
+            }
+            if [o.src, o.dst]
+                .iter()
+                .any(|&ep| addr::layout_naming(&a, ep).is_some() || addr::loosely_names(&a, ep))
+            {
+                six_flows.insert(flow(o.src, o.dst));
+                if !addr::is_link_local(&a) {
+                    prefixes.insert(addr::prefix64(&a));
                 }
             }
         }
     }
-    (six_flows, prefixes)
 }
 
 fn sighting_counts(records: &[Decoded], packets: usize) -> Vec<u16> {
@@ -1189,7 +1232,7 @@ fn next_hop(a: &Decoded, b: &Decoded) -> bool {
 }
 
 /// Router direction, path, profile, and the issues that need the whole capture.
-fn derive(
+pub(crate) fn derive(
     r: &mut Decoded,
     routers: &BTreeSet<Endpoint>,
     prefixes: &BTreeSet<Ipv6Addr>,
@@ -1209,12 +1252,7 @@ fn derive(
             PathKind::Direct
         });
     }
-    r.profile = opts.profile.unwrap_or_else(|| {
-        [o.src.port(), o.dst.port()]
-            .into_iter()
-            .find_map(Profile::from_port)
-            .unwrap_or_else(|| layout_profile(r, Some(&o)))
-    });
+    r.profile = tunnel_profile(r, &o, opts);
     if matches!(r.kind, Kind::Keepalive) && !r.towards_router {
         r.issues.push(format!(
             "empty UDP datagram to {}, which is not the router",
@@ -1253,6 +1291,29 @@ fn derive(
             }
         }
     }
+}
+
+/// A tunnel datagram's profile: forced, else its port's, else its address layout's.
+pub(crate) fn tunnel_profile(r: &Decoded, o: &Outer, opts: &DecodeOptions) -> Profile {
+    opts.profile.unwrap_or_else(|| {
+        [o.src.port(), o.dst.port()]
+            .into_iter()
+            .find_map(Profile::from_port)
+            .unwrap_or_else(|| layout_profile(r, Some(o)))
+    })
+}
+
+/// [`derive`] for a record that is its own packet (one capture point).
+pub(crate) fn derive_alone(
+    r: &mut Decoded,
+    routers: &BTreeSet<Endpoint>,
+    prefixes: &BTreeSet<Ipv6Addr>,
+    opts: &DecodeOptions,
+) {
+    r.sighting = 0;
+    r.sightings = 1;
+    let own = r.src().filter(|_| r.is_tunnel());
+    derive(r, routers, prefixes, opts, own.as_slice());
 }
 
 impl Decoded {
