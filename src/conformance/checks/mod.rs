@@ -475,11 +475,11 @@ registry! {
     "ND-07", "Probe rate: no more than the configured probes per attempt; failed paths not re-probed faster than the hold-down", Fail, "RFC 4861 §7.2.2", false, Check::Whole(nd::nd07);
     "ND-08", "Spoofed NS/NA (source not matching outer tuple, hop limit ≠ 255, bad checksum) change nothing", Fail, "6bed4, RFC 4861", true, Check::Whole(nd::nd08);
     "EN-01", "UDP payload is exactly one IPv6 packet (length consistent) or empty", Fail, "6bed4", false, Check::Walk(en::en01);
-    "EN-02", "Router drops or corrects packets whose inner source does not match the outer tuple", Fail, "6bed4", false, Check::Whole(en::en02);
-    "EN-03", "Hop limit decremented per 6bed4 hop on data, never on ND; nothing forwarded at ≤ 1", Fail, "6bed4", false, Check::Whole(en::en03);
-    "EN-04", "Inner packets up to 1280 bytes pass intact; larger are not silently truncated", Fail, "RFC 8200 §5", false, Check::Whole(en::en04);
-    "EN-05", "No packet is relayed to multicast or reflected to its own sender", Fail, "6bed4", false, Check::Whole(en::en05);
-    "EN-06", "Implementation survives the negative corpus and still serves valid traffic afterwards", Fail, "robustness", true, Check::Whole(en::en06);
+    "EN-02", "Router drops or corrects packets whose inner source does not match the outer tuple", Fail, "6bed4", false, Check::Walk(en::en02);
+    "EN-03", "Hop limit decremented per 6bed4 hop on data, never on ND; nothing forwarded at ≤ 1", Fail, "6bed4", false, Check::Walk(en::en03);
+    "EN-04", "Inner packets up to 1280 bytes pass intact; larger are not silently truncated", Fail, "RFC 8200 §5", false, Check::Walk(en::en04);
+    "EN-05", "No packet is relayed to multicast or reflected to its own sender", Fail, "6bed4", false, Check::Walk(en::en05);
+    "EN-06", "Implementation survives the negative corpus and still serves valid traffic afterwards", Fail, "robustness", true, Check::Walk(en::en06);
 }
 
 /// Runs every check of the registry on `inputs` (passive halves of injecting checks).
