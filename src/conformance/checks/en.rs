@@ -114,7 +114,7 @@ fn originator_problem(v: &View<'_>, l: &Decoded) -> Option<String> {
 
 /// The router's view of a tunnel packet that reached it, unless injected: what
 /// [`View::at_router`] yields, asked of one packet of the shared walk.
-fn arrived<'a>(v: &View<'a>, f: &Decoded) -> Option<&'a Decoded> {
+fn arrived<'a: 'r, 'r>(v: &View<'a>, f: &'r Decoded) -> Option<&'r Decoded> {
     if v.is_injected(f) {
         return None;
     }
