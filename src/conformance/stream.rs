@@ -474,6 +474,7 @@ mod tests {
                 let (_, results) = match got {
                     Ok(r) => r,
                     Err(why) => {
+                        eprintln!("{}: in memory: {why}", f.display());
                         assert!(
                             !f.to_string_lossy().contains("gen-"),
                             "{}: not streamed: {why}",

@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use super::anonymise::{self, Options};
-use super::report::{write_decode_lines, CheckReport, Facts};
+use super::report::{decode_line, write_decode_lines, CheckReport, Facts};
+use crate::conformance::stream;
 use crate::capture::ReadError;
-use crate::conformance::checks::{run_checks, CheckDef, Expectations, Inputs, REGISTRY};
+use crate::conformance::checks::{run_checks, CheckDef, Expectations, Inputs, Window, REGISTRY};
 use crate::conformance::decode::{decode_file, DecodeOptions, DecodedCapture, Profile};
 use crate::conformance::model::CheckResult;
 use crate::conformance::trace::{render_trace, trace, Roles};
@@ -83,8 +84,13 @@ pub struct CheckArgs {
     /// The peer's configured keepalive TTL (KA-02; 3 when absent).
     #[arg(long)]
     pub keepalive_ttl: Option<u8>,
-    /// Print how long decoding, the shared analysis and each check took, and the peak
-    /// resident memory after each phase (stderr).
+    /// Hold every record in memory instead of streaming the file. By default a capture
+    /// from one capture point, in time order, on a router port, is read twice and checked
+    /// in memory that does not grow with its size; any other is analysed in memory.
+    #[arg(long)]
+    pub in_memory: bool,
+    /// Print how long decoding, the shared analysis and the checks took, how the capture
+    /// was analysed, and the peak resident memory after each phase (stderr).
     #[arg(long, hide = true)]
     pub timings: bool,
 }
@@ -119,6 +125,10 @@ pub struct DecodeArgs {
     /// Force the profile (`current` or `v01`).
     #[arg(long, value_parser = parse_profile)]
     pub profile: Option<Profile>,
+    /// Hold every record in memory instead of streaming the file (see `check
+    /// --in-memory`). `--trace` always does.
+    #[arg(long)]
+    pub in_memory: bool,
 }
 
 fn parse_profile(s: &str) -> Result<Profile, String> {
@@ -377,14 +387,52 @@ fn split_checks(n: usize) -> Vec<Vec<&'static CheckDef>> {
     groups
 }
 
+/// Whether `path` can be read twice (a regular file, not a pipe or a device).
+fn rereadable(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.is_file())
+}
+
+fn decode_options(path: &Path, port: Option<u16>, profile: Option<Profile>) -> DecodeOptions {
+    DecodeOptions {
+        name: path.display().to_string(),
+        port,
+        profile,
+    }
+}
+
 /// Runs `bedlab decode`.
 pub fn decode(a: DecodeArgs) -> ExitCode {
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    if !a.trace && !a.in_memory && rereadable(&a.capture) {
+        let opts = decode_options(&a.capture, a.port, a.profile);
+        match stream::scan(&a.capture, &opts) {
+            Err(e) => return input_error(format!("{}: {e}", a.capture.display())),
+            Ok(Err(_)) => {}
+            Ok(Ok(s)) => {
+                warn_read_error(&s.cap);
+                let t0 = first_frame_ns(&a.capture, &s.cap);
+                let window = Window::default();
+                let mut written = Ok(());
+                let walked = stream::walk(&a.capture, &opts, &s.cap, &s.endpoints, &window, &mut |r| {
+                    if written.is_ok() {
+                        written = writeln!(out, "{}", decode_line(r, t0));
+                    }
+                });
+                if let Err(e) = walked {
+                    return input_error(format!("{}: {e}", a.capture.display()));
+                }
+                return match written.and_then(|()| out.flush()) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => failure(format!("stdout: {e}")),
+                };
+            }
+        }
+    }
     let cap = match load(&a.capture, a.port, a.profile) {
         Ok(c) => c,
         Err(code) => return code,
     };
     warn_read_error(&cap);
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let written = if a.trace {
         out.write_all(render_trace(&trace(&cap, &Roles::default()), None).as_bytes())
     } else {
