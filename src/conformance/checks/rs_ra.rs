@@ -6,8 +6,8 @@ use std::net::Ipv6Addr;
 use crate::conformance::decode::{addr, Decoded, Endpoint, Kind, Pio, Profile};
 use crate::conformance::model::Verdict;
 
-use super::view::{ra_valid, rs_valid, View};
-use super::{dur_ns, secs, Finding};
+use super::view::{ra_valid, rs_valid, Rebinding, View};
+use super::{dur_ns, secs, Finding, Walk};
 
 /// At most this many examples are spelled out in a message.
 const EXAMPLES: usize = 3;
@@ -183,7 +183,7 @@ pub(super) fn rs02(v: &View<'_>) -> Finding {
 
 pub(super) fn rs03(v: &View<'_>) -> Finding {
     let from_unspec: Vec<&Decoded> = v
-        .packets()
+        .control_packets()
         .map(|p| p.0)
         .filter(|r| View::is_rs(r) && r.inner.is_some_and(|h| h.src.is_unspecified()))
         .collect();
@@ -778,275 +778,521 @@ pub(super) fn advertised_by(a: &Ipv6Addr, r: &Decoded) -> bool {
     })
 }
 
-pub(super) fn ra07(v: &View<'_>) -> Finding {
-    let tol = v.inputs.tolerance_ns();
-    let mut invalid = Vec::new();
-    for (f, l) in v.all_packets() {
-        if View::is_ra(f) && !ra_valid(f) {
-            if let Some(p) = l.dst().and_then(|d| v.peer_of_endpoint(d)) {
-                invalid.push((f, l, p));
-            }
-        }
+/// RA-07: a peer that got an invalid RA uses no address from it and, holding none, does
+/// not act on it (keepalives or data) before a valid RA.
+///
+/// The invalid RAs are control packets, known from the start; which peer one reached
+/// depends on the peers' mappings, complete only in `finish`. So the walk notes, for each
+/// invalid RA and each peer, the first packet from that peer that would offend, and
+/// `finish` keeps the notes of the peer the RA went to (invalid RAs × peers: no growth
+/// with the data).
+pub(super) fn ra07<'a>(v: &View<'a>) -> Box<dyn Walk<'a> + 'a> {
+    /// One invalid RA and one peer: what that peer's first offending packets were.
+    #[derive(Clone, Copy, Default)]
+    struct Pair {
+        /// Whether the peer held no address (no valid RA) when the invalid one arrived.
+        no_address: bool,
+        /// When its next valid RA arrived (`u64::MAX`: none).
+        next_valid: u64,
+        /// The first packet using an address only the invalid RA advertises.
+        used: Option<(u64, Ipv6Addr)>,
+        /// Without an address: the first keepalive or data before a valid RA (frame, kind).
+        acted: Option<(u64, &'static str)>,
     }
-    if invalid.is_empty() {
-        let why = if v.inputs.expect.injection.is_some() {
-            "no invalid RA reached a peer in this capture (the injection does not show)"
-        } else {
-            "no invalid RA in this capture (no injection)"
-        };
-        return Finding::na(why);
+    struct Ra07<'a> {
+        tol: u64,
+        /// Invalid RAs (sender's and receiver's sightings), injected ones too.
+        invalid: Vec<(&'a Decoded, &'a Decoded)>,
+        /// Per peer, the valid RAs that reached it.
+        legit: Vec<Vec<&'a Decoded>>,
+        /// Per invalid RA, per peer (`i * peers + q`).
+        pairs: Vec<Pair>,
     }
-    let mut off = Offences::default();
-    for (f, l, p) in &invalid {
-        let peer = &v.peers()[*p];
-        let valid_before: Vec<&Decoded> = peer
-            .ras
-            .iter()
-            .filter(|(t, _)| *t <= l.ts_ns)
-            .filter_map(|(_, i)| v.records().get(*i))
-            .collect();
-        // (a) No address from the invalid RA, unless a valid RA advertises it too.
-        for (s, _) in v.packets() {
-            let Some(ih) = &s.inner else { continue };
-            if s.ts_ns <= l.ts_ns.saturating_add(tol) || s.src().and_then(|e| v.peer_of_socket(e)) != Some(*p)
-            {
-                continue;
+    impl<'a> Walk<'a> for Ra07<'a> {
+        fn packet(&mut self, v: &View<'a>, s: &Decoded, _: &Decoded) {
+            if self.invalid.is_empty() || v.is_injected(s) {
+                return;
             }
-            let legit = peer
-                .ras
-                .iter()
-                .filter_map(|(_, i)| v.records().get(*i))
-                .any(|ra| advertised_by(&ih.src, ra));
-            if advertised_by(&ih.src, f) && !legit {
-                off.add(
-                    s.frame,
-                    format!(
-                        "{} uses {} from the invalid RA of frame {}",
-                        peer.name, ih.src, f.frame
-                    ),
-                );
-                break;
-            }
-        }
-        // (b) Without an address, it must keep soliciting rather than act on it.
-        if valid_before.is_empty() {
-            let next_valid = peer
-                .ras
-                .iter()
-                .map(|r| r.0)
-                .find(|&t| t > l.ts_ns)
-                .unwrap_or(u64::MAX);
-            let acted = v.packets().map(|p| p.0).find(|s| {
-                s.ts_ns > l.ts_ns.saturating_add(tol)
-                    && s.ts_ns < next_valid
-                    && s.src().and_then(|e| v.peer_of_socket(e)) == Some(*p)
+            let Some(q) = s.src().and_then(|e| v.peer_of_socket(e)) else {
+                return;
+            };
+            let peers = self.legit.len();
+            for (i, (f, l)) in self.invalid.iter().enumerate() {
+                if s.ts_ns <= l.ts_ns.saturating_add(self.tol) {
+                    continue;
+                }
+                let Some(pair) = self.pairs.get_mut(i * peers + q) else {
+                    continue;
+                };
+                if pair.used.is_none() {
+                    if let Some(ih) = &s.inner {
+                        let legit = self
+                            .legit
+                            .get(q)
+                            .is_some_and(|ras| ras.iter().any(|ra| advertised_by(&ih.src, ra)));
+                        if advertised_by(&ih.src, f) && !legit {
+                            pair.used = Some((s.frame, ih.src));
+                        }
+                    }
+                }
+                if pair.acted.is_none()
+                    && pair.no_address
+                    && s.ts_ns < pair.next_valid
                     && matches!(s.kind, Kind::Keepalive | Kind::Data { .. })
-            });
-            if let Some(s) = acted {
-                off.add(
-                    s.frame,
-                    format!(
-                        "{} had no address, got the invalid RA of frame {} and then sent {} without a valid RA",
-                        peer.name,
-                        f.frame,
-                        s.kind.label()
-                    ),
-                );
+                {
+                    pair.acted = Some((s.frame, s.kind.label()));
+                }
             }
         }
+
+        fn finish(self: Box<Self>, v: &View<'a>) -> Finding {
+            let peers = self.legit.len();
+            let reached: Vec<(usize, &Decoded, usize)> = self
+                .invalid
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (f, l))| Some((i, *f, l.dst().and_then(|d| v.peer_of_endpoint(d))?)))
+                .collect();
+            if reached.is_empty() {
+                let why = if v.inputs.expect.injection.is_some() {
+                    "no invalid RA reached a peer in this capture (the injection does not show)"
+                } else {
+                    "no invalid RA in this capture (no injection)"
+                };
+                return Finding::na(why);
+            }
+            let mut off = Offences::default();
+            for &(i, f, p) in &reached {
+                let Some(peer) = v.peers().get(p) else { continue };
+                let pair = self.pairs.get(i * peers + p).copied().unwrap_or_default();
+                // (a) No address from the invalid RA, unless a valid RA advertises it too.
+                if let Some((frame, a)) = pair.used {
+                    off.add(
+                        frame,
+                        format!("{} uses {a} from the invalid RA of frame {}", peer.name, f.frame),
+                    );
+                }
+                // (b) Without an address, it must keep soliciting rather than act on it.
+                if let (true, Some((frame, kind))) = (pair.no_address, pair.acted) {
+                    off.add(
+                        frame,
+                        format!(
+                            "{} had no address, got the invalid RA of frame {} and then sent {kind} without a valid RA",
+                            peer.name, f.frame
+                        ),
+                    );
+                }
+            }
+            off.or_pass(|| {
+                Finding::new(
+                    Verdict::Pass,
+                    format!(
+                        "{} invalid RA reached peers; none changed their address",
+                        reached.len()
+                    ),
+                    reached.iter().take(3).map(|r| r.1.frame).collect(),
+                )
+            })
+        }
     }
-    off.or_pass(|| {
-        Finding::new(
-            Verdict::Pass,
-            format!(
-                "{} invalid RA reached peers; none changed their address",
-                invalid.len()
-            ),
-            invalid.iter().take(3).map(|(f, ..)| f.frame).collect(),
-        )
+    let invalid: Vec<(&'a Decoded, &'a Decoded)> = v
+        .control_all_packets()
+        .filter(|(f, _)| View::is_ra(f) && !ra_valid(f))
+        .collect();
+    let legit: Vec<Vec<&'a Decoded>> = v
+        .peers()
+        .iter()
+        .map(|p| p.ras.iter().filter_map(|(_, i)| v.records().get(*i)).collect())
+        .collect();
+    let mut pairs = Vec::with_capacity(invalid.len() * legit.len());
+    for (_, l) in &invalid {
+        for p in v.peers() {
+            let valid_before = p
+                .ras
+                .iter()
+                .filter(|(t, _)| *t <= l.ts_ns)
+                .filter_map(|(_, i)| v.records().get(*i))
+                .count();
+            pairs.push(Pair {
+                no_address: valid_before == 0,
+                next_valid: p
+                    .ras
+                    .iter()
+                    .map(|r| r.0)
+                    .find(|&t| t > l.ts_ns)
+                    .unwrap_or(u64::MAX),
+                used: None,
+                acted: None,
+            });
+        }
+    }
+    Box::new(Ra07 {
+        tol: v.inputs.tolerance_ns(),
+        invalid,
+        legit,
+        pairs,
     })
 }
 
-pub(super) fn ra08(v: &View<'_>) -> Finding {
-    let tol = v.inputs.tolerance_ns();
-    let invalid: Vec<&Decoded> = v
-        .all_packets()
-        .filter_map(|p| v.router_view(p.0))
-        .filter(|l| View::is_rs(l) && l.towards_router && !rs_valid(l))
-        .collect();
-    if invalid.is_empty() {
-        return Finding::na(if v.inputs.expect.injection.is_some() {
-            "no invalid RS reached the router in this capture (the injection does not show)"
-        } else {
-            "no invalid RS in this capture (no injection)"
-        });
+/// An RS as the router got it, as RA-08 needs it.
+struct RouterRs {
+    frame: u64,
+    ts_ns: u64,
+    src: Option<Endpoint>,
+    /// Its RFC 4861 problems, as words (empty for a valid one).
+    problems: String,
+}
+
+/// RA-08: the router answers no invalid RS, and still answers a valid RS after them.
+///
+/// The RSs are taken as the router got them (its view of every packet), so the walk
+/// collects them (RSs only: no growth with the data); the router's RAs are control
+/// packets, known from the start.
+pub(super) fn ra08<'a>(v: &View<'a>) -> Box<dyn Walk<'a> + 'a> {
+    struct Ra08<'a> {
+        /// Invalid RSs that reached the router, injected ones too.
+        invalid: Vec<RouterRs>,
+        /// Valid RSs that reached the router (not injected).
+        valid: Vec<RouterRs>,
+        /// The router's RAs that could answer a solicitation.
+        routers_ras: Vec<&'a Decoded>,
+    }
+    impl<'a> Walk<'a> for Ra08<'a> {
+        fn packet(&mut self, v: &View<'a>, f: &Decoded, _: &Decoded) {
+            let Some(l) = v.router_view(f) else { return };
+            if !View::is_rs(l) || !l.towards_router {
+                return;
+            }
+            let valid = rs_valid(l);
+            if valid && v.is_injected(f) {
+                return;
+            }
+            let rs = RouterRs {
+                frame: l.frame,
+                ts_ns: l.ts_ns,
+                src: l.src(),
+                problems: if valid {
+                    String::new()
+                } else {
+                    nd_problems(l, 8).join(", ")
+                },
+            };
+            if valid {
+                self.valid.push(rs);
+            } else {
+                self.invalid.push(rs);
+            }
+        }
+
+        fn finish(self: Box<Self>, v: &View<'a>) -> Finding {
+            let Ra08 {
+                invalid,
+                valid: valid_rs,
+                routers_ras,
+            } = *self;
+            let tol = v.inputs.tolerance_ns();
+            if invalid.is_empty() {
+                return Finding::na(if v.inputs.expect.injection.is_some() {
+                    "no invalid RS reached the router in this capture (the injection does not show)"
+                } else {
+                    "no invalid RS in this capture (no injection)"
+                });
+            }
+            let mut off = Offences::default();
+            for rs in &invalid {
+                let Some(from) = rs.src else { continue };
+                let ambiguous = valid_rs
+                    .iter()
+                    .any(|x| x.src == Some(from) && x.ts_ns.abs_diff(rs.ts_ns) <= 2_000_000_000);
+                if ambiguous {
+                    continue;
+                }
+                if let Some(ra) = routers_ras.iter().find(|ra| {
+                    ra.dst() == Some(from)
+                        && ra.ts_ns >= rs.ts_ns
+                        && ra.ts_ns <= rs.ts_ns.saturating_add(1_000_000_000).saturating_add(tol)
+                }) {
+                    off.add(
+                        ra.frame,
+                        format!(
+                            "RA answering the invalid RS of frame {} ({})",
+                            rs.frame, rs.problems
+                        ),
+                    );
+                }
+            }
+            let last_invalid = invalid.iter().map(|r| r.ts_ns).max().unwrap_or(0);
+            let after = valid_rs.iter().find(|x| x.ts_ns > last_invalid);
+            let mut note = String::new();
+            match after {
+                Some(x) => {
+                    let answered = routers_ras.iter().any(|ra| {
+                        ra.dst() == x.src
+                            && ra.ts_ns >= x.ts_ns
+                            && ra.ts_ns <= x.ts_ns.saturating_add(2_000_000_000).saturating_add(tol)
+                    });
+                    if !answered {
+                        off.add(x.frame, "the valid RS after the invalid ones got no RA".into());
+                    } else {
+                        note = format!("; the valid RS of frame {} after them was answered", x.frame);
+                    }
+                }
+                None => note = "; no valid RS after them, so the second half is not shown".into(),
+            }
+            off.or_pass(|| {
+                Finding::new(
+                    Verdict::Pass,
+                    format!("{} invalid RS got no RA{note}", invalid.len()),
+                    invalid.iter().take(3).map(|r| r.frame).collect(),
+                )
+            })
+        }
     }
     // Only an RA that could answer a solicitation counts: one to all-nodes or a link-local
     // address. An RA to a global unicast address is the "your mapping changed" RA of spec
     // §3, which a spoofed data packet from the same socket rightly earns.
-    let routers_ras: Vec<&Decoded> = v
-        .all_packets()
+    let routers_ras: Vec<&'a Decoded> = v
+        .control_all_packets()
         .map(|p| p.0)
         .filter(|r| View::is_ra(r) && r.from_router)
         .filter(|r| match &r.kind {
-            crate::conformance::decode::Kind::Ra { dst, .. } => {
-                dst.is_multicast() || (dst.segments()[0] & 0xffc0) == 0xfe80
-            }
+            Kind::Ra { dst, .. } => dst.is_multicast() || (dst.segments()[0] & 0xffc0) == 0xfe80,
             _ => true,
         })
         .collect();
-    let valid_rs: Vec<&Decoded> = v.at_router().filter(|l| View::is_rs(l) && rs_valid(l)).collect();
-    let mut off = Offences::default();
-    for rs in &invalid {
-        let Some(from) = rs.src() else { continue };
-        let ambiguous = valid_rs
-            .iter()
-            .any(|x| x.src() == Some(from) && x.ts_ns.abs_diff(rs.ts_ns) <= 2_000_000_000);
-        if ambiguous {
-            continue;
-        }
-        if let Some(ra) = routers_ras.iter().find(|ra| {
-            ra.dst() == Some(from)
-                && ra.ts_ns >= rs.ts_ns
-                && ra.ts_ns <= rs.ts_ns.saturating_add(1_000_000_000).saturating_add(tol)
-        }) {
-            off.add(
-                ra.frame,
-                format!(
-                    "RA answering the invalid RS of frame {} ({})",
-                    rs.frame,
-                    nd_problems(rs, 8).join(", ")
-                ),
-            );
-        }
-    }
-    let last_invalid = invalid.iter().map(|r| r.ts_ns).max().unwrap_or(0);
-    let after = valid_rs.iter().find(|x| x.ts_ns > last_invalid);
-    let mut note = String::new();
-    match after {
-        Some(x) => {
-            let answered = routers_ras.iter().any(|ra| {
-                ra.dst() == x.src()
-                    && ra.ts_ns >= x.ts_ns
-                    && ra.ts_ns <= x.ts_ns.saturating_add(2_000_000_000).saturating_add(tol)
-            });
-            if !answered {
-                off.add(x.frame, "the valid RS after the invalid ones got no RA".into());
-            } else {
-                note = format!("; the valid RS of frame {} after them was answered", x.frame);
-            }
-        }
-        None => note = "; no valid RS after them, so the second half is not shown".into(),
-    }
-    off.or_pass(|| {
-        Finding::new(
-            Verdict::Pass,
-            format!("{} invalid RS got no RA{note}", invalid.len()),
-            invalid.iter().take(3).map(|r| r.frame).collect(),
-        )
+    Box::new(Ra08 {
+        invalid: Vec::new(),
+        valid: Vec::new(),
+        routers_ras,
     })
 }
 
-pub(super) fn ra09(v: &View<'_>) -> Finding {
-    let tol = v.inputs.tolerance_ns();
-    let rebinds = v.rebindings();
-    if rebinds.is_empty() {
-        return Finding::na(match v.inputs.expect.rebinding_at_ns {
-            Some(t) => format!(
-                "a rebinding was expected at {}, but no peer's mapping changed in this capture",
-                secs(t.saturating_sub(v.t0()))
-            ),
-            None => "no NAT rebinding in this capture".into(),
-        });
+/// RA-09: after a NAT rebinding the router sends an RA with the new mapping, the peer
+/// stops using its old address and its traffic resumes from the new one.
+///
+/// A rebinding is found at the packet the router first saw from the new mapping; from
+/// there the walk looks for the packet that should trigger the RA (the first the router
+/// got from the new mapping still naming another endpoint), then, past the RA (a control
+/// packet, known from the start), for the first packet still naming the old mapping and
+/// the first data from the new address. Packets the router got from a stale source are
+/// kept only while in flight (received no earlier than the packet being walked left), so
+/// a trigger that left before the rebinding's packet but reached the router after it is
+/// still found.
+pub(super) fn ra09<'a>(v: &View<'a>) -> Box<dyn Walk<'a> + 'a> {
+    /// A packet the router got from `src` whose inner 6bed4 source names another endpoint.
+    struct Stale {
+        ts_ns: u64,
+        frame: u64,
+        src: Endpoint,
     }
-    let mut off = Offences::default();
-    let mut good = Vec::new();
-    for rb in rebinds {
-        let Some(peer) = v.peers().get(rb.peer) else {
-            continue;
-        };
-        // The first packet from the new mapping that still carries an old source, as the
-        // router got it.
-        let trigger = v.at_router().find(|l| {
-            l.ts_ns >= rb.at_ns
-                && l.src() == Some(rb.new)
-                && l.inner.is_some_and(|h| {
-                    v.cap.prefixes.contains(&addr::prefix64(&h.src))
-                        && l.profile.decode(&h.src) != Some(rb.new)
+    /// What the walk found for one rebinding.
+    #[derive(Default)]
+    struct Follow<'a> {
+        /// The first stale packet from the new mapping, as the router got it (ns, frame).
+        trigger: Option<(u64, u64)>,
+        /// The router's RA to the new mapping after the trigger.
+        ra: Option<(&'a Decoded, &'a Decoded)>,
+        /// When the RA carries the new mapping: its arrival, and the end of the grace
+        /// period after which the old address must not be used.
+        watch: Option<(u64, u64)>,
+        /// The first packet after the grace period still naming the old mapping.
+        stale: Option<u64>,
+        /// The first data from the new address after the RA.
+        resumed: Option<u64>,
+    }
+    struct Ra09<'a> {
+        tol: u64,
+        rebinds: &'a [Rebinding],
+        /// One per rebinding found so far, in the order of `rebinds`.
+        follows: Vec<Follow<'a>>,
+        /// The router's RAs (sender's and receiver's sightings), not injected.
+        ras: Vec<(&'a Decoded, &'a Decoded)>,
+        in_flight: Vec<Stale>,
+    }
+    impl<'a> Ra09<'a> {
+        /// Notes the trigger and looks up the RA it should have earned.
+        fn triggered(
+            ras: &[(&'a Decoded, &'a Decoded)],
+            tol: u64,
+            rb: &Rebinding,
+            fo: &mut Follow<'a>,
+            (ts_ns, frame): (u64, u64),
+        ) {
+            fo.trigger = Some((ts_ns, frame));
+            fo.ra = ras
+                .iter()
+                .find(|(f, _)| {
+                    f.dst() == Some(rb.new)
+                        && f.ts_ns >= ts_ns
+                        && f.ts_ns <= ts_ns.saturating_add(1_000_000_000).saturating_add(tol)
                 })
-        });
-        let Some(trigger) = trigger else {
-            off.add(
-                rb.frame,
-                format!(
-                    "{} moved from {} to {}, but no packet with its old address reached the router afterwards, so no RA could move it (and no traffic resumed)",
-                    peer.name, rb.old, rb.new
-                ),
-            );
-            continue;
-        };
-        let ra = v.packets().find(|(f, _)| {
-            View::is_ra(f)
-                && f.from_router
-                && f.dst() == Some(rb.new)
-                && f.ts_ns >= trigger.ts_ns
-                && f.ts_ns <= trigger.ts_ns.saturating_add(1_000_000_000).saturating_add(tol)
-        });
-        let Some((ra_f, ra_l)) = ra else {
-            off.add(
-                trigger.frame,
-                format!("no RA to the new mapping {} after the stale packet", rb.new),
-            );
-            continue;
-        };
-        if ra_mapping(ra_f) != Some(rb.new) {
-            off.add(
-                ra_f.frame,
-                format!("the RA to {} does not carry the new mapping", rb.new),
-            );
-            continue;
-        }
-        let grace = ra_l.ts_ns.saturating_add(1_000_000_000).saturating_add(tol);
-        let stale = v.packets().map(|p| p.0).find(|s| {
-            s.ts_ns > grace
-                && s.src().and_then(|e| v.peer_of_socket(e)) == Some(rb.peer)
-                && s.inner.is_some_and(|h| {
-                    v.cap.prefixes.contains(&addr::prefix64(&h.src))
-                        && s.profile.decode(&h.src) == Some(rb.old)
-                })
-        });
-        if let Some(s) = stale {
-            off.add(
-                s.frame,
-                format!(
-                    "{} still uses its old address (naming {}) after the RA of frame {} moved it to {}",
-                    peer.name, rb.old, ra_f.frame, rb.new
-                ),
-            );
-            continue;
-        }
-        let resumed = v.packets().map(|p| p.0).find(|s| {
-            s.ts_ns > ra_l.ts_ns
-                && matches!(s.kind, Kind::Data { .. })
-                && s.src().and_then(|e| v.peer_of_socket(e)) == Some(rb.peer)
-                && s.inner.is_some_and(|h| s.profile.decode(&h.src) == Some(rb.new))
-        });
-        match resumed {
-            Some(s) => good.push(format!(
-                "{}: {} → {}, RA frame {}, traffic from the new address at frame {}",
-                peer.name, rb.old, rb.new, ra_f.frame, s.frame
-            )),
-            None => off.add(
-                ra_f.frame,
-                format!("{} sent no data from its new address after the RA", peer.name),
-            ),
+                .copied();
+            if let Some((f, l)) = fo.ra {
+                if ra_mapping(f) == Some(rb.new) {
+                    let grace = l.ts_ns.saturating_add(1_000_000_000).saturating_add(tol);
+                    fo.watch = Some((l.ts_ns, grace));
+                }
+            }
         }
     }
-    off.or_pass(|| {
-        Finding::new(
-            Verdict::Pass,
-            good.join("; "),
-            rebinds.iter().map(|r| r.frame).collect(),
-        )
+    impl<'a> Walk<'a> for Ra09<'a> {
+        fn packet(&mut self, v: &View<'a>, s: &Decoded, _: &Decoded) {
+            if self.rebinds.is_empty() {
+                return;
+            }
+            // A stale packet that reached the router before this one left can trigger no
+            // rebinding found from here on.
+            self.in_flight.retain(|c| c.ts_ns >= s.ts_ns);
+            let injected = v.is_injected(s);
+            let at = v.router_view(s);
+            let candidate = at.filter(|r| !injected && r.towards_router).and_then(|r| {
+                let src = r.src()?;
+                let h = r.inner?;
+                (v.cap.prefixes.contains(&addr::prefix64(&h.src)) && r.profile.decode(&h.src) != Some(src))
+                    .then_some(Stale {
+                        ts_ns: r.ts_ns,
+                        frame: r.frame,
+                        src,
+                    })
+            });
+            // Rebindings found at this packet (its router view is the first from the new
+            // mapping), with a trigger already in flight.
+            if let Some(r) = at {
+                while let Some(rb) = self
+                    .rebinds
+                    .get(self.follows.len())
+                    .filter(|rb| rb.frame <= r.frame)
+                {
+                    let mut fo = Follow::default();
+                    if let Some(c) = self
+                        .in_flight
+                        .iter()
+                        .find(|c| c.src == rb.new && c.ts_ns >= rb.at_ns)
+                    {
+                        Self::triggered(&self.ras, self.tol, rb, &mut fo, (c.ts_ns, c.frame));
+                    }
+                    self.follows.push(fo);
+                }
+            }
+            for (rb, fo) in self.rebinds.iter().zip(self.follows.iter_mut()) {
+                if fo.trigger.is_none() {
+                    if let Some(c) = candidate
+                        .as_ref()
+                        .filter(|c| c.src == rb.new && c.ts_ns >= rb.at_ns)
+                    {
+                        Self::triggered(&self.ras, self.tol, rb, fo, (c.ts_ns, c.frame));
+                    }
+                }
+                let Some((ra_ts, grace)) = fo.watch else { continue };
+                if injected || fo.stale.is_some() {
+                    continue;
+                }
+                if s.src().and_then(|e| v.peer_of_socket(e)) != Some(rb.peer) {
+                    continue;
+                }
+                if s.ts_ns > grace
+                    && s.inner.is_some_and(|h| {
+                        v.cap.prefixes.contains(&addr::prefix64(&h.src))
+                            && s.profile.decode(&h.src) == Some(rb.old)
+                    })
+                {
+                    fo.stale = Some(s.frame);
+                }
+                if fo.resumed.is_none()
+                    && s.ts_ns > ra_ts
+                    && matches!(s.kind, Kind::Data { .. })
+                    && s.inner.is_some_and(|h| s.profile.decode(&h.src) == Some(rb.new))
+                {
+                    fo.resumed = Some(s.frame);
+                }
+            }
+            if let Some(c) = candidate {
+                self.in_flight.push(c);
+            }
+        }
+
+        fn finish(self: Box<Self>, v: &View<'a>) -> Finding {
+            let rebinds = v.rebindings();
+            if rebinds.is_empty() {
+                return Finding::na(match v.inputs.expect.rebinding_at_ns {
+                    Some(t) => format!(
+                        "a rebinding was expected at {}, but no peer's mapping changed in this capture",
+                        secs(t.saturating_sub(v.t0()))
+                    ),
+                    None => "no NAT rebinding in this capture".into(),
+                });
+            }
+            let mut off = Offences::default();
+            let mut good = Vec::new();
+            let none = Follow::default();
+            for (k, rb) in rebinds.iter().enumerate() {
+                let Some(peer) = v.peers().get(rb.peer) else {
+                    continue;
+                };
+                let fo = self.follows.get(k).unwrap_or(&none);
+                let Some((_, trigger)) = fo.trigger else {
+                    off.add(
+                        rb.frame,
+                        format!(
+                            "{} moved from {} to {}, but no packet with its old address reached the router afterwards, so no RA could move it (and no traffic resumed)",
+                            peer.name, rb.old, rb.new
+                        ),
+                    );
+                    continue;
+                };
+                let Some((ra_f, _)) = fo.ra else {
+                    off.add(
+                        trigger,
+                        format!("no RA to the new mapping {} after the stale packet", rb.new),
+                    );
+                    continue;
+                };
+                if fo.watch.is_none() {
+                    off.add(
+                        ra_f.frame,
+                        format!("the RA to {} does not carry the new mapping", rb.new),
+                    );
+                    continue;
+                }
+                if let Some(s) = fo.stale {
+                    off.add(
+                        s,
+                        format!(
+                            "{} still uses its old address (naming {}) after the RA of frame {} moved it to {}",
+                            peer.name, rb.old, ra_f.frame, rb.new
+                        ),
+                    );
+                    continue;
+                }
+                match fo.resumed {
+                    Some(s) => good.push(format!(
+                        "{}: {} → {}, RA frame {}, traffic from the new address at frame {s}",
+                        peer.name, rb.old, rb.new, ra_f.frame
+                    )),
+                    None => off.add(
+                        ra_f.frame,
+                        format!("{} sent no data from its new address after the RA", peer.name),
+                    ),
+                }
+            }
+            off.or_pass(|| {
+                Finding::new(
+                    Verdict::Pass,
+                    good.join("; "),
+                    rebinds.iter().map(|r| r.frame).collect(),
+                )
+            })
+        }
+    }
+    let ras = v
+        .control_packets()
+        .filter(|(f, _)| View::is_ra(f) && f.from_router)
+        .collect();
+    Box::new(Ra09 {
+        tol: v.inputs.tolerance_ns(),
+        rebinds: v.rebindings(),
+        follows: Vec::new(),
+        ras,
+        in_flight: Vec::new(),
     })
 }

@@ -318,6 +318,28 @@ fn ra07_peer_ignores_invalid_ras() {
     assert_eq!(verdict(&run(&early), "RA-07"), Fail);
 }
 
+/// An invalid RA is held against the peer it reached only: another peer without an
+/// address that sends keepalives in the meantime did not act on it.
+#[test]
+fn ra07_judges_only_the_peer_the_invalid_ra_reached() {
+    let (r, a, b) = (router(), pa(), pb());
+    let forged = || with_hop(ra_for(a), 254);
+    let mut others = Cap::new();
+    others.dg(0, a, r, rs(None));
+    others.dg(10, r, a, forged());
+    others.at(1000, udp(b, r, 3, &[]));
+    assert_eq!(verdict(&run(&others), "RA-07"), Pass);
+    let mut own = Cap::new();
+    own.dg(0, a, r, rs(None));
+    own.dg(10, r, a, forged());
+    own.at(1000, udp(b, r, 3, &[]));
+    own.at(1100, udp(a, r, 3, &[]));
+    let res = run(&own);
+    assert_eq!(verdict(&res, "RA-07"), Fail);
+    let m = &get(&res, "RA-07").message;
+    assert!(m.starts_with("frame 4: ") && !m.contains("more"), "{m}");
+}
+
 #[test]
 fn ra08_router_ignores_invalid_rs() {
     let (r, a) = (router(), pa());
