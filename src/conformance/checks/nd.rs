@@ -661,6 +661,10 @@ fn spoofed(v: &View<'_>, l: &Decoded) -> Option<String> {
     }
 }
 
+/// (data source, data destination) → spoofed NAs waiting for their first data packet:
+/// (index in the list of spoofed NS/NA, time, target).
+type Pending = crate::conformance::decode::FastMap<(Endpoint, Endpoint), Vec<(usize, u64, Ipv6Addr)>>;
+
 /// ND-08 asks whether direct data followed a spoofed NA: a walk. The spoofed or invalid
 /// NS/NA (control packets) are found before it; each NA's question "the first data packet
 /// from its destination to its source for its target, after it" is pending until a packet
@@ -671,7 +675,7 @@ pub(super) fn nd08<'a>(v: &View<'a>) -> Box<dyn Walk<'a> + 'a> {
         bad: Vec<(&'a Decoded, String)>,
         /// (data source, data destination) → the spoofed NAs (index in `bad`, time, target)
         /// whose first matching data packet is not found yet.
-        pending: crate::conformance::decode::FastMap<(Endpoint, Endpoint), Vec<(usize, u64, Ipv6Addr)>>,
+        pending: Pending,
         /// The first data packet's frame, per spoofed NA (index in `bad`).
         used: BTreeMap<usize, u64>,
     }
@@ -781,8 +785,7 @@ pub(super) fn nd08<'a>(v: &View<'a>) -> Box<dyn Walk<'a> + 'a> {
             }
         }
     }
-    let mut pending: crate::conformance::decode::FastMap<(Endpoint, Endpoint), Vec<(usize, u64, Ipv6Addr)>> =
-        Default::default();
+    let mut pending: Pending = Default::default();
     for (k, (l, _)) in bad.iter().enumerate() {
         if let (Kind::Na { target, .. }, Some(from), Some(to)) = (&l.kind, l.src(), l.dst()) {
             pending.entry((to, from)).or_default().push((k, l.ts_ns, *target));
