@@ -469,11 +469,11 @@ registry! {
     "ND-01", "Every NS/NA over UDP: hop limit 255, code 0, checksum valid, ICMPv6 length ≥ 24, no trailing bytes past the IPv6 payload length", Fail, "RFC 4861 §7.1", false, Check::Whole(nd::nd01);
     "ND-02", "Bypass NS goes directly to the IPv4:port decoded from the target; target = remote address; SLLA = sender's link-layer address", Fail, "6bed4", false, Check::Whole(nd::nd02);
     "ND-03", "NA: target copied, S set and unicast to the NS source, sent directly back", Fail, "RFC 4861 §7.2.4", false, Check::Whole(nd::nd03);
-    "ND-04", "Direct data only after a matching NA; unmatched NAs ignored", Fail, "6bed4", false, Check::Whole(nd::nd04);
-    "ND-05", "Outcome per NAT pair matches the expected table (direct vs via router), and data flows both ways", Fail, "6bed4 + spec §7", false, Check::Whole(nd::nd05);
-    "ND-06", "Path symmetry: once direct, both directions direct", Warn, "6bed4", false, Check::Whole(nd::nd06);
+    "ND-04", "Direct data only after a matching NA; unmatched NAs ignored", Fail, "6bed4", false, Check::Walk(nd::nd04);
+    "ND-05", "Outcome per NAT pair matches the expected table (direct vs via router), and data flows both ways", Fail, "6bed4 + spec §7", false, Check::Walk(nd::nd05);
+    "ND-06", "Path symmetry: once direct, both directions direct", Warn, "6bed4", false, Check::Walk(nd::nd06);
     "ND-07", "Probe rate: no more than the configured probes per attempt; failed paths not re-probed faster than the hold-down", Fail, "RFC 4861 §7.2.2", false, Check::Whole(nd::nd07);
-    "ND-08", "Spoofed NS/NA (source not matching outer tuple, hop limit ≠ 255, bad checksum) change nothing", Fail, "6bed4, RFC 4861", true, Check::Whole(nd::nd08);
+    "ND-08", "Spoofed NS/NA (source not matching outer tuple, hop limit ≠ 255, bad checksum) change nothing", Fail, "6bed4, RFC 4861", true, Check::Walk(nd::nd08);
     "EN-01", "UDP payload is exactly one IPv6 packet (length consistent) or empty", Fail, "6bed4", false, Check::Walk(en::en01);
     "EN-02", "Router drops or corrects packets whose inner source does not match the outer tuple", Fail, "6bed4", false, Check::Walk(en::en02);
     "EN-03", "Hop limit decremented per 6bed4 hop on data, never on ND; nothing forwarded at ≤ 1", Fail, "6bed4", false, Check::Walk(en::en03);

@@ -8,7 +8,7 @@ use crate::conformance::model::Verdict;
 
 use super::rs_ra::{nd_problems, worst, Offences};
 use super::view::{nd_valid, SourceCheck, View};
-use super::{dur_ns, secs, Finding};
+use super::{dur_ns, secs, Finding, Walk};
 
 fn is_nd(r: &Decoded) -> bool {
     r.is_tunnel() && matches!(r.icmp_type(), Some(inner::NS | inner::NA)) && r.inner.is_some()
@@ -141,7 +141,9 @@ type NsIndex<'a> = crate::conformance::decode::FastMap<Option<Endpoint>, Vec<(u6
 
 fn ns_index<'a>(v: &View<'a>) -> NsIndex<'a> {
     let mut idx: NsIndex<'a> = NsIndex::default();
-    for (i, (_, l)) in v.all_packets().enumerate() {
+    // An NS is a control packet: the control packets, in packet order, are enough (the
+    // index `i` only orders them).
+    for (i, (_, l)) in v.control_all_packets().enumerate() {
         if matches!(l.kind, Kind::Ns { .. }) {
             idx.entry(l.dst()).or_default().push((l.ts_ns, i, l));
         }
@@ -279,184 +281,287 @@ fn matches_probe(v: &View<'_>, na: &Decoded) -> bool {
     })
 }
 
-pub(super) fn nd04(v: &View<'_>) -> Finding {
-    let direct: Vec<&Decoded> = v
-        .packets()
-        .map(|p| p.0)
-        .filter(|r| matches!(r.kind, Kind::Data { .. }) && r.path == Some(PathKind::Direct))
-        .collect();
-    if direct.is_empty() {
-        return Finding::na("no direct data in this capture");
-    }
-    let mut off = Offences::default();
-    // (NA's destination, NA's source, target) → time of the first valid answer. Looked up
-    // for every direct data packet, never walked: a fast hash map on plain integers.
-    let key = |from: Endpoint, to: Endpoint, a: &Ipv6Addr| {
-        let ep = |e: Endpoint| (u64::from(u32::from(*e.ip())) << 16) | u64::from(e.port());
-        let a = u128::from(*a);
-        (ep(from), ep(to), (a >> 64) as u64, a as u64)
-    };
-    let mut confirmed: crate::conformance::decode::FastMap<(u64, u64, u64, u64), u64> = Default::default();
-    for (_, l) in v.packets() {
-        let (Kind::Na { target, .. }, Some(from), Some(to)) = (&l.kind, l.src(), l.dst()) else {
-            continue;
-        };
-        if nd_valid(l) && matches_probe(v, l) {
-            confirmed.entry(key(to, from, target)).or_insert(l.ts_ns);
-        }
-    }
-    let mut reported = BTreeMap::new();
-    for d in &direct {
-        let (Some(from), Some(to), Some(ih)) = (d.src(), d.dst(), &d.inner) else {
-            continue;
-        };
-        let ok = confirmed
-            .get(&key(from, to, &ih.dst))
-            .is_some_and(|&t| t <= d.ts_ns);
-        if !ok && reported.insert((from, to), d.frame).is_none() {
-            off.add(
-                d.frame,
-                format!(
-                    "direct data {from} → {to} for {} with no matching NA before it",
-                    ih.dst
-                ),
-            );
-        }
-    }
-    off.or_pass(|| {
-        Finding::new(
-            Verdict::Pass,
-            format!(
-                "{} direct data packet(s), each after an NA answering the sender's own probe",
-                direct.len()
-            ),
-            direct.iter().take(2).map(|r| r.frame).collect(),
-        )
-    })
+/// An NA's (destination, source, target) or a direct data packet's (source, destination,
+/// inner destination) as plain integers: looked up for every direct data packet, never
+/// walked.
+type ConfirmKey = (u64, u64, u64, u64);
+
+fn confirm_key(from: Endpoint, to: Endpoint, a: &Ipv6Addr) -> ConfirmKey {
+    let ep = |e: Endpoint| (u64::from(u32::from(*e.ip())) << 16) | u64::from(e.port());
+    let a = u128::from(*a);
+    (ep(from), ep(to), (a >> 64) as u64, a as u64)
 }
 
-/// Data packets (sender's side, not the router's relayed copies) between two peers.
-fn data_between<'a>(v: &View<'a>, a: usize, b: usize) -> Vec<&'a Decoded> {
-    let pb = &v.peers()[b];
-    v.packets()
-        .map(|p| p.0)
-        .filter(|r| {
-            matches!(r.kind, Kind::Data { .. })
-                && !r.from_router
-                && r.src().and_then(|s| v.peer_of_socket(s)) == Some(a)
-                && r.inner.is_some_and(|h| {
-                    pb.addresses.contains(&h.dst)
-                        || r.profile
-                            .decode(&h.dst)
-                            .is_some_and(|e| pb.mappings.iter().any(|m| m.1 == e))
-                })
-        })
-        .collect()
-}
-
-pub(super) fn nd05(v: &View<'_>) -> Finding {
-    let exp = &v.inputs.expect.paths;
-    if exp.is_empty() {
-        return Finding::na("no expected path per peer pair given");
+/// ND-04 reads every direct data packet: a walk. The valid NAs answering a probe (control
+/// packets) are found before it.
+pub(super) fn nd04<'a>(v: &View<'a>) -> Box<dyn Walk<'a> + 'a> {
+    struct Nd04 {
+        /// (NA's destination, NA's source, target) → time of the first valid answer.
+        confirmed: crate::conformance::decode::FastMap<ConfirmKey, u64>,
+        /// Direct data packets seen, and the first two frames.
+        n: usize,
+        firsts: Vec<u64>,
+        /// (source, destination) endpoint pairs already reported.
+        reported: BTreeMap<(Endpoint, Endpoint), u64>,
+        off: Offences,
     }
-    let mut off = Offences::default();
-    let mut ok = Vec::new();
-    let mut missing = Vec::new();
-    for e in exp {
-        let find = |n: &str| v.peers().iter().position(|p| p.name == n);
-        let (Some(a), Some(b)) = (find(&e.a), find(&e.b)) else {
-            missing.push(format!("{}–{}", e.a, e.b));
-            continue;
-        };
-        for (x, y) in [(a, b), (b, a)] {
-            let (nx, ny) = (&v.peers()[x].name, &v.peers()[y].name);
-            let data = data_between(v, x, y);
-            let Some(last) = data.last() else {
-                off.add(0, format!("no data {nx} → {ny}"));
-                continue;
+    impl<'a> Walk<'a> for Nd04 {
+        fn packet(&mut self, v: &View<'a>, d: &Decoded, _: &Decoded) {
+            if v.is_injected(d) || !matches!(d.kind, Kind::Data { .. }) || d.path != Some(PathKind::Direct) {
+                return;
+            }
+            self.n += 1;
+            if self.firsts.len() < 2 {
+                self.firsts.push(d.frame);
+            }
+            let (Some(from), Some(to), Some(ih)) = (d.src(), d.dst(), &d.inner) else {
+                return;
             };
-            let got = last.path.unwrap_or(PathKind::ViaRouter);
-            if got != e.path {
-                off.add(
-                    last.frame,
-                    format!("{nx} → {ny} ends {}, expected {}", got.name(), e.path.name()),
-                );
-            } else {
-                ok.push(format!("{nx} → {ny} {}", got.name()));
-            }
-        }
-    }
-    off.forget_frame_zero();
-    if !off.examples.is_empty() {
-        return Finding::new(Verdict::Fail, off.text(), off.frames());
-    }
-    if !missing.is_empty() {
-        return Finding::new(
-            Verdict::Fail,
-            format!(
-                "peers of the expected pairs {} never sent in this capture",
-                missing.join(", ")
-            ),
-            Vec::new(),
-        );
-    }
-    Finding::new(Verdict::Pass, ok.join("; "), Vec::new())
-}
-
-pub(super) fn nd06(v: &View<'_>) -> Finding {
-    let grace = v.inputs.tolerance_ns().saturating_add(2_000_000_000);
-    // (src, dst) inner address pair → time of the first direct packet. Only looked up
-    // (never walked), for nearly every data packet: a fast hash map on the addresses'
-    // halves.
-    let mut direct_since: crate::conformance::decode::FastMap<(u64, u64, u64, u64), u64> = Default::default();
-    let key = |a: &Ipv6Addr, b: &Ipv6Addr| {
-        let (a, b) = (u128::from(*a), u128::from(*b));
-        ((a >> 64) as u64, a as u64, (b >> 64) as u64, b as u64)
-    };
-    let mut off = Offences::default();
-    let mut pairs = 0;
-    for (f, _) in v.packets() {
-        let (Kind::Data { src, dst, .. }, Some(path)) = (&f.kind, f.path) else {
-            continue;
-        };
-        if f.from_router {
-            continue;
-        }
-        if path == PathKind::Direct {
-            if direct_since.insert(key(src, dst), f.ts_ns).is_none() {
-                pairs += 1;
-            }
-            continue;
-        }
-        let since = [direct_since.get(&key(dst, src)), direct_since.get(&key(src, dst))]
-            .into_iter()
-            .flatten()
-            .min()
-            .copied();
-        if let Some(t) = since.filter(|&t| f.ts_ns > t.saturating_add(grace)) {
-            if direct_since.get(&key(src, dst)).is_none_or(|&t| t < f.ts_ns) {
-                off.add(
-                    f.frame,
+            let ok = self
+                .confirmed
+                .get(&confirm_key(from, to, &ih.dst))
+                .is_some_and(|&t| t <= d.ts_ns);
+            if !ok && self.reported.insert((from, to), d.frame).is_none() {
+                self.off.add(
+                    d.frame,
                     format!(
-                        "{src} → {dst} via the router {} after the path went direct",
-                        secs(f.ts_ns.saturating_sub(t))
+                        "direct data {from} → {to} for {} with no matching NA before it",
+                        ih.dst
                     ),
                 );
             }
         }
+        fn finish(self: Box<Self>, _: &View<'a>) -> Finding {
+            let Nd04 { n, firsts, off, .. } = *self;
+            if n == 0 {
+                return Finding::na("no direct data in this capture");
+            }
+            off.or_pass(|| {
+                Finding::new(
+                    Verdict::Pass,
+                    format!("{n} direct data packet(s), each after an NA answering the sender's own probe"),
+                    firsts,
+                )
+            })
+        }
     }
-    if pairs == 0 {
-        return Finding::na("no direct data in this capture");
+    let mut confirmed: crate::conformance::decode::FastMap<ConfirmKey, u64> = Default::default();
+    for (_, l) in v.control_packets() {
+        let (Kind::Na { target, .. }, Some(from), Some(to)) = (&l.kind, l.src(), l.dst()) else {
+            continue;
+        };
+        if nd_valid(l) && matches_probe(v, l) {
+            confirmed.entry(confirm_key(to, from, target)).or_insert(l.ts_ns);
+        }
     }
-    if off.is_empty() {
-        Finding::new(
-            Verdict::Pass,
-            format!("{pairs} direct direction(s); no return via the router after"),
-            Vec::new(),
-        )
-    } else {
-        Finding::new(Verdict::Warn, off.text(), off.frames())
+    Box::new(Nd04 {
+        confirmed,
+        n: 0,
+        firsts: Vec::new(),
+        reported: BTreeMap::new(),
+        off: Offences::default(),
+    })
+}
+
+/// ND-05 needs the last data packet (sender's side, not the router's relayed copies) each
+/// way between the peers of every expected pair: a walk. A packet goes from `x` to `y` when
+/// its inner destination is one of `y`'s addresses or names one of `y`'s mappings; the
+/// mappings are only complete after the walk, so the walk keeps the last packet per
+/// (sender, addressee) and per (sender, named endpoint), and `finish` picks.
+pub(super) fn nd05<'a>(v: &View<'a>) -> Box<dyn Walk<'a> + 'a> {
+    /// A data packet: (place in the walk, frame, path).
+    type Last = (usize, u64, Option<PathKind>);
+    struct Nd05 {
+        /// The expected pairs' peers, by index (None: a name no peer has).
+        pairs: Vec<Option<(usize, usize)>>,
+        /// For each sending peer, the peers it is expected to reach.
+        to: BTreeMap<usize, Vec<usize>>,
+        i: usize,
+        /// (sender, addressee) → the last packet to one of the addressee's addresses.
+        by_address: BTreeMap<(usize, usize), Last>,
+        /// (sender, endpoint) → the last packet whose destination names the endpoint.
+        by_endpoint: crate::conformance::decode::FastMap<(usize, Endpoint), Last>,
     }
+    impl<'a> Walk<'a> for Nd05 {
+        fn packet(&mut self, v: &View<'a>, r: &Decoded, _: &Decoded) {
+            if v.is_injected(r) {
+                return;
+            }
+            let i = self.i;
+            self.i += 1;
+            if !matches!(r.kind, Kind::Data { .. }) || r.from_router {
+                return;
+            }
+            let (Some(a), Some(h)) = (r.src().and_then(|s| v.peer_of_socket(s)), r.inner) else {
+                return;
+            };
+            let Some(ys) = self.to.get(&a) else {
+                return;
+            };
+            let last = (i, r.frame, r.path);
+            for &y in ys {
+                if v.peers().get(y).is_some_and(|pb| pb.addresses.contains(&h.dst)) {
+                    self.by_address.insert((a, y), last);
+                }
+            }
+            if let Some(e) = r.profile.decode(&h.dst) {
+                self.by_endpoint.insert((a, e), last);
+            }
+        }
+        fn finish(self: Box<Self>, v: &View<'a>) -> Finding {
+            let exp = &v.inputs.expect.paths;
+            if exp.is_empty() {
+                return Finding::na("no expected path per peer pair given");
+            }
+            let mut off = Offences::default();
+            let mut ok = Vec::new();
+            let mut missing = Vec::new();
+            for (e, pair) in exp.iter().zip(&self.pairs) {
+                let Some((a, b)) = *pair else {
+                    missing.push(format!("{}–{}", e.a, e.b));
+                    continue;
+                };
+                for (x, y) in [(a, b), (b, a)] {
+                    let (nx, ny) = (&v.peers()[x].name, &v.peers()[y].name);
+                    let last = v.peers()[y]
+                        .mappings
+                        .iter()
+                        .filter_map(|m| self.by_endpoint.get(&(x, m.1)))
+                        .chain(self.by_address.get(&(x, y)))
+                        .max_by_key(|l| l.0);
+                    let Some(&(_, frame, path)) = last else {
+                        off.add(0, format!("no data {nx} → {ny}"));
+                        continue;
+                    };
+                    let got = path.unwrap_or(PathKind::ViaRouter);
+                    if got != e.path {
+                        off.add(
+                            frame,
+                            format!("{nx} → {ny} ends {}, expected {}", got.name(), e.path.name()),
+                        );
+                    } else {
+                        ok.push(format!("{nx} → {ny} {}", got.name()));
+                    }
+                }
+            }
+            off.forget_frame_zero();
+            if !off.examples.is_empty() {
+                return Finding::new(Verdict::Fail, off.text(), off.frames());
+            }
+            if !missing.is_empty() {
+                return Finding::new(
+                    Verdict::Fail,
+                    format!(
+                        "peers of the expected pairs {} never sent in this capture",
+                        missing.join(", ")
+                    ),
+                    Vec::new(),
+                );
+            }
+            Finding::new(Verdict::Pass, ok.join("; "), Vec::new())
+        }
+    }
+    let find = |n: &str| v.peers().iter().position(|p| p.name == n);
+    let pairs: Vec<Option<(usize, usize)>> = v
+        .inputs
+        .expect
+        .paths
+        .iter()
+        .map(|e| Some((find(&e.a)?, find(&e.b)?)))
+        .collect();
+    let mut to: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for &(a, b) in pairs.iter().flatten() {
+        for (x, y) in [(a, b), (b, a)] {
+            let ys = to.entry(x).or_default();
+            if !ys.contains(&y) {
+                ys.push(y);
+            }
+        }
+    }
+    Box::new(Nd05 {
+        pairs,
+        to,
+        i: 0,
+        by_address: BTreeMap::new(),
+        by_endpoint: Default::default(),
+    })
+}
+
+/// ND-06 follows every data packet's path per inner address pair: a walk.
+pub(super) fn nd06<'a>(v: &View<'a>) -> Box<dyn Walk<'a> + 'a> {
+    /// An inner (source, destination) address pair as the addresses' halves.
+    type PairKey = (u64, u64, u64, u64);
+    fn key(a: &Ipv6Addr, b: &Ipv6Addr) -> PairKey {
+        let (a, b) = (u128::from(*a), u128::from(*b));
+        ((a >> 64) as u64, a as u64, (b >> 64) as u64, b as u64)
+    }
+    struct Nd06 {
+        grace: u64,
+        /// (src, dst) inner address pair → time of the first direct packet. Only looked up
+        /// (never walked), for nearly every data packet: a fast hash map.
+        direct_since: crate::conformance::decode::FastMap<PairKey, u64>,
+        pairs: usize,
+        off: Offences,
+    }
+    impl<'a> Walk<'a> for Nd06 {
+        fn packet(&mut self, v: &View<'a>, f: &Decoded, _: &Decoded) {
+            if v.is_injected(f) {
+                return;
+            }
+            let (Kind::Data { src, dst, .. }, Some(path)) = (&f.kind, f.path) else {
+                return;
+            };
+            if f.from_router {
+                return;
+            }
+            if path == PathKind::Direct {
+                if self.direct_since.insert(key(src, dst), f.ts_ns).is_none() {
+                    self.pairs += 1;
+                }
+                return;
+            }
+            let since = [
+                self.direct_since.get(&key(dst, src)),
+                self.direct_since.get(&key(src, dst)),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .copied();
+            if let Some(t) = since.filter(|&t| f.ts_ns > t.saturating_add(self.grace)) {
+                if self.direct_since.get(&key(src, dst)).is_none_or(|&t| t < f.ts_ns) {
+                    self.off.add(
+                        f.frame,
+                        format!(
+                            "{src} → {dst} via the router {} after the path went direct",
+                            secs(f.ts_ns.saturating_sub(t))
+                        ),
+                    );
+                }
+            }
+        }
+        fn finish(self: Box<Self>, _: &View<'a>) -> Finding {
+            let Nd06 { pairs, off, .. } = *self;
+            if pairs == 0 {
+                return Finding::na("no direct data in this capture");
+            }
+            if off.is_empty() {
+                Finding::new(
+                    Verdict::Pass,
+                    format!("{pairs} direct direction(s); no return via the router after"),
+                    Vec::new(),
+                )
+            } else {
+                Finding::new(Verdict::Warn, off.text(), off.frames())
+            }
+        }
+    }
+    Box::new(Nd06 {
+        grace: v.inputs.tolerance_ns().saturating_add(2_000_000_000),
+        direct_since: Default::default(),
+        pairs: 0,
+        off: Offences::default(),
+    })
 }
 
 pub(super) fn nd07(v: &View<'_>) -> Finding {
@@ -502,7 +607,7 @@ pub(super) fn nd07(v: &View<'_>) -> Finding {
             let (Some(first), Some(last)) = (a.first(), a.last()) else {
                 continue;
             };
-            let answered = v.packets().map(|p| p.1).any(|na| {
+            let answered = v.control_packets().map(|p| p.1).any(|na| {
                 matches!(&na.kind, Kind::Na { target: t, .. } if t == target)
                     && na.dst() == Some(*socket)
                     && na.ts_ns >= first.ts_ns
@@ -556,10 +661,122 @@ fn spoofed(v: &View<'_>, l: &Decoded) -> Option<String> {
     }
 }
 
-pub(super) fn nd08(v: &View<'_>) -> Finding {
-    let tol = v.inputs.tolerance_ns();
+/// (data source, data destination) → spoofed NAs waiting for their first data packet:
+/// (index in the list of spoofed NS/NA, time, target).
+type Pending = crate::conformance::decode::FastMap<(Endpoint, Endpoint), Vec<(usize, u64, Ipv6Addr)>>;
+
+/// ND-08 asks whether direct data followed a spoofed NA: a walk. The spoofed or invalid
+/// NS/NA (control packets) are found before it; each NA's question "the first data packet
+/// from its destination to its source for its target, after it" is pending until a packet
+/// of the walk answers it.
+pub(super) fn nd08<'a>(v: &View<'a>) -> Box<dyn Walk<'a> + 'a> {
+    struct Nd08<'a> {
+        /// Every spoofed or invalid NS/NA as received, and why, in packet order.
+        bad: Vec<(&'a Decoded, String)>,
+        /// (data source, data destination) → the spoofed NAs (index in `bad`, time, target)
+        /// whose first matching data packet is not found yet.
+        pending: Pending,
+        /// The first data packet's frame, per spoofed NA (index in `bad`).
+        used: BTreeMap<usize, u64>,
+    }
+    impl<'a> Walk<'a> for Nd08<'a> {
+        fn packet(&mut self, v: &View<'a>, d: &Decoded, _: &Decoded) {
+            if self.pending.is_empty() || v.is_injected(d) || !matches!(d.kind, Kind::Data { .. }) {
+                return;
+            }
+            let (Some(src), Some(dst), Some(h)) = (d.src(), d.dst(), d.inner) else {
+                return;
+            };
+            let Some(waiting) = self.pending.get_mut(&(src, dst)) else {
+                return;
+            };
+            let used = &mut self.used;
+            waiting.retain(|&(k, ts, target)| {
+                let hit = d.ts_ns > ts && h.dst == target;
+                if hit {
+                    used.insert(k, d.frame);
+                }
+                !hit
+            });
+            if waiting.is_empty() {
+                self.pending.remove(&(src, dst));
+            }
+        }
+        fn finish(self: Box<Self>, v: &View<'a>) -> Finding {
+            let Nd08 { bad, used, .. } = *self;
+            if bad.is_empty() {
+                return Finding::na(if v.inputs.expect.injection.is_some() {
+                    "no spoofed or invalid NS/NA reached a node in this capture (the injection does not show)"
+                } else {
+                    "no spoofed or invalid NS/NA in this capture"
+                });
+            }
+            let tol = v.inputs.tolerance_ns();
+            let mut off = Offences::default();
+            let mut verdict = Verdict::Pass;
+            for (k, (l, why)) in bad.iter().enumerate() {
+                match &l.kind {
+                    Kind::Ns { target, .. } => {
+                        let answer = v.control_packets().map(|p| p.0).find(|na| {
+                            matches!(&na.kind, Kind::Na { target: t, .. } if t == target)
+                                && na.src() == l.dst()
+                                && na.dst() == l.src()
+                                && na.ts_ns >= l.ts_ns
+                                && na.ts_ns <= l.ts_ns.saturating_add(2_000_000_000).saturating_add(tol)
+                        });
+                        if let Some(na) = answer {
+                            verdict = worst(verdict, Verdict::Fail);
+                            off.add(
+                                na.frame,
+                                format!("NA answering the NS of frame {} ({why})", l.frame),
+                            );
+                        }
+                    }
+                    Kind::Na { .. } => {
+                        let (Some(from), Some(to)) = (l.src(), l.dst()) else {
+                            continue;
+                        };
+                        let Some(&d) = used.get(&k) else {
+                            continue;
+                        };
+                        let valid_confirm = v.control_packets().map(|p| p.1).any(|x| {
+                            x.src() == Some(from)
+                                && x.dst() == Some(to)
+                                && nd_valid(x)
+                                && matches_probe(v, x)
+                                && spoofed(v, x).is_none()
+                        });
+                        if !valid_confirm {
+                            verdict = worst(verdict, Verdict::Fail);
+                            off.add(
+                                d,
+                                format!("direct data after the NA of frame {} ({why})", l.frame),
+                            );
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if off.is_empty() {
+                Finding::new(
+                    Verdict::Pass,
+                    format!(
+                        "{} spoofed or invalid NS/NA arrived; none was answered or acted on",
+                        bad.len()
+                    ),
+                    bad.iter().take(3).map(|(l, _)| l.frame).collect(),
+                )
+            } else {
+                let firsts: Vec<u64> = bad.iter().take(2).map(|(l, _)| l.frame).collect();
+                let mut frames = off.frames();
+                frames.extend(firsts);
+                Finding::new(verdict, off.text(), frames)
+            }
+        }
+    }
+    // NS and NA are control packets: the control packets (injected ones too) hold them all.
     let mut bad = Vec::new();
-    for (_, l) in v.all_packets() {
+    for (_, l) in v.control_all_packets() {
         if matches!(l.kind, Kind::Ns { .. } | Kind::Na { .. })
             || (is_nd(l) && matches!(l.kind, Kind::Malformed { .. }))
         {
@@ -568,75 +785,15 @@ pub(super) fn nd08(v: &View<'_>) -> Finding {
             }
         }
     }
-    if bad.is_empty() {
-        return Finding::na(if v.inputs.expect.injection.is_some() {
-            "no spoofed or invalid NS/NA reached a node in this capture (the injection does not show)"
-        } else {
-            "no spoofed or invalid NS/NA in this capture"
-        });
-    }
-    let mut off = Offences::default();
-    let mut verdict = Verdict::Pass;
-    for (l, why) in &bad {
-        match &l.kind {
-            Kind::Ns { target, .. } => {
-                let answer = v.packets().map(|p| p.0).find(|na| {
-                    matches!(&na.kind, Kind::Na { target: t, .. } if t == target)
-                        && na.src() == l.dst()
-                        && na.dst() == l.src()
-                        && na.ts_ns >= l.ts_ns
-                        && na.ts_ns <= l.ts_ns.saturating_add(2_000_000_000).saturating_add(tol)
-                });
-                if let Some(na) = answer {
-                    verdict = worst(verdict, Verdict::Fail);
-                    off.add(
-                        na.frame,
-                        format!("NA answering the NS of frame {} ({why})", l.frame),
-                    );
-                }
-            }
-            Kind::Na { target, .. } => {
-                let (Some(from), Some(to)) = (l.src(), l.dst()) else {
-                    continue;
-                };
-                let valid_confirm = v.packets().map(|p| p.1).any(|x| {
-                    x.src() == Some(from)
-                        && x.dst() == Some(to)
-                        && nd_valid(x)
-                        && matches_probe(v, x)
-                        && spoofed(v, x).is_none()
-                });
-                let used = v.packets().map(|p| p.0).find(|d| {
-                    matches!(d.kind, Kind::Data { .. })
-                        && d.src() == Some(to)
-                        && d.dst() == Some(from)
-                        && d.ts_ns > l.ts_ns
-                        && d.inner.is_some_and(|h| h.dst == *target)
-                });
-                if let (Some(d), false) = (used, valid_confirm) {
-                    verdict = worst(verdict, Verdict::Fail);
-                    off.add(
-                        d.frame,
-                        format!("direct data after the NA of frame {} ({why})", l.frame),
-                    );
-                }
-            }
-            _ => {}
+    let mut pending: Pending = Default::default();
+    for (k, (l, _)) in bad.iter().enumerate() {
+        if let (Kind::Na { target, .. }, Some(from), Some(to)) = (&l.kind, l.src(), l.dst()) {
+            pending.entry((to, from)).or_default().push((k, l.ts_ns, *target));
         }
     }
-    if off.is_empty() {
-        Finding::new(
-            Verdict::Pass,
-            format!(
-                "{} spoofed or invalid NS/NA arrived; none was answered or acted on",
-                bad.len()
-            ),
-            bad.iter().take(3).map(|(l, _)| l.frame).collect(),
-        )
-    } else {
-        let firsts: Vec<u64> = bad.iter().take(2).map(|(l, _)| l.frame).collect();
-        let mut frames = off.frames();
-        frames.extend(firsts);
-        Finding::new(verdict, off.text(), frames)
-    }
+    Box::new(Nd08 {
+        bad,
+        pending,
+        used: BTreeMap::new(),
+    })
 }

@@ -695,6 +695,36 @@ fn nd08_spoofed_nd_changes_nothing() {
     assert_eq!(verdict(&used.run(false, inj), "ND-08"), Fail);
 }
 
+/// ND-08 holds against a spoofed NA the first data packet after it from its destination to
+/// its source for its target: not one before it, not one for another address.
+#[test]
+fn nd08_names_the_first_data_after_the_spoofed_na() {
+    let (a, b) = (pa(), pb());
+    let evil = ep([203, 0, 113, 66], 5555);
+    let inj = Expectations {
+        injection: Some(Injection {
+            at_ns: T0_S * 1_000_000_000,
+            until_ns: None,
+            source: Some(*evil.ip()),
+        }),
+        ..Expectations::default()
+    };
+    let mut c = Cap::new();
+    c.dg(0, a, evil, ping(a6(a), a6(b), 64, 1, 0));
+    c.dg(100, evil, a, na(a6(b), a6(a), 0x60, a6(b), None));
+    c.dg(150, a, evil, ping(a6(a), a6(evil), 64, 2, 0));
+    c.dg(200, a, evil, ping(a6(a), a6(b), 64, 3, 0));
+    c.dg(300, a, evil, ping(a6(a), a6(b), 64, 4, 0));
+    let res = c.run(false, inj);
+    assert_eq!(verdict(&res, "ND-08"), Fail);
+    let m = &get(&res, "ND-08").message;
+    assert!(
+        m.starts_with("frame 4: direct data after the NA of frame 2"),
+        "{m}"
+    );
+    assert!(!m.contains("more"), "{m}");
+}
+
 #[test]
 fn en01_en04_lengths_and_truncation() {
     let (r, a, b) = (router(), pa(), pb());
