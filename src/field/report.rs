@@ -832,3 +832,147 @@ fn paths(v: &View<'_>, tally: PairTally, ns: usize) -> Vec<String> {
 pub fn registry_ids() -> Vec<&'static str> {
     REGISTRY.iter().map(|d| d.id).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conformance::checks::{Expectations, Inputs};
+    use crate::conformance::decode::{decode_bytes, kind_counts, DecodeOptions};
+    use crate::field::gen::{generate, GenOptions};
+
+    /// A generated capture (peers with direct paths and via the router, a rebinding the
+    /// peer recovers from), analysed.
+    fn generated(peers: usize, seed: u64) -> Inputs {
+        let mut buf = Vec::new();
+        generate(
+            &mut buf,
+            &GenOptions {
+                bytes: 300_000,
+                peers,
+                seed,
+            },
+        )
+        .expect("generating a capture");
+        let cap = decode_bytes(&buf, DecodeOptions::default()).expect("decoding the generated capture");
+        Inputs::new(vec![cap], Profile::Current, false, Expectations::default())
+    }
+
+    /// The facts as a walk over every packet with every mapping known computes them: the
+    /// pair tallies with `peer_of_endpoint`, "recovered" as the first packet from the new
+    /// address after the RA, data counts per peer.
+    fn by_whole_walks(v: &View<'_>) -> (Vec<String>, Vec<String>, Vec<String>) {
+        let mut tally = PairTally::default();
+        let mut data = vec![(0usize, 0usize); v.peers().len()];
+        for (r, _) in v.packets() {
+            let Some(a) = r.src().and_then(|s| v.peer_of_socket(s)) else {
+                continue;
+            };
+            if matches!(r.kind, Kind::Data { .. }) {
+                match r.path {
+                    Some(PathKind::ViaRouter) => data[a].0 += 1,
+                    Some(PathKind::Direct) => data[a].1 += 1,
+                    None => {}
+                }
+            }
+            let to = match r.path {
+                Some(PathKind::Direct) => r.dst().and_then(|d| v.peer_of_endpoint(d)),
+                _ => r.inner.and_then(|h| v.peer_of_address(&h.dst)),
+            };
+            let (is_ns, is_na) = (
+                matches!(r.kind, Kind::Ns { .. }),
+                matches!(r.kind, Kind::Na { .. }),
+            );
+            if r.path == Some(PathKind::Direct) && (is_ns || is_na) && to.is_none() {
+                if let Some(d) = r.dst() {
+                    let line = format!("frame {} {} to {d}", r.frame, r.kind.label());
+                    tally.unowned_nd.push((a, d, is_ns, line));
+                }
+                continue;
+            }
+            let Some(b) = to.filter(|&b| b != a) else { continue };
+            let e = tally.pairs.entry((a.min(b), a.max(b))).or_default();
+            match (r.path, is_ns, is_na, matches!(r.kind, Kind::Data { .. })) {
+                (Some(PathKind::Direct), true, _, _) => e.0 += 1,
+                (Some(PathKind::Direct), _, true, _) => e.1 += 1,
+                (Some(PathKind::Direct), _, _, true) => e.2 += 1,
+                (_, _, _, true) => e.3 += 1,
+                _ => {}
+            }
+        }
+        let ns = kind_counts(v.cap).get("NS").copied().unwrap_or(0);
+        let recovered = v
+            .rebindings()
+            .iter()
+            .map(|rb| {
+                let ra = v.packets().map(|p| p.0).find(|f| {
+                    View::is_ra(f) && f.from_router && f.dst() == Some(rb.new) && f.ts_ns >= rb.at_ns
+                });
+                let moved = ra.and_then(|ra| {
+                    v.packets().map(|p| p.0).find(|r| {
+                        r.ts_ns > ra.ts_ns
+                            && r.src().and_then(|s| v.peer_of_socket(s)) == Some(rb.peer)
+                            && r.inner.is_some_and(|h| r.profile.decode(&h.src) == Some(rb.new))
+                    })
+                });
+                format!("{:?} {:?}", ra.map(|r| r.frame), moved.map(|r| r.frame))
+            })
+            .collect();
+        let data = data
+            .iter()
+            .map(|(via, direct)| format!("{via} packet(s) via the router, {direct} direct"))
+            .collect();
+        (paths(v, tally, ns), recovered, data)
+    }
+
+    #[test]
+    fn the_walk_gives_what_whole_walks_give() {
+        for (peers, seed) in [(4, 1), (6, 2), (2, 3)] {
+            let inputs = generated(peers, seed);
+            let Some(v) = inputs.views().next() else {
+                panic!("no view");
+            };
+            let facts = Facts::build(v.cap, &v, v.t0());
+            let (paths, recovered, data) = by_whole_walks(&v);
+            assert_eq!(facts.paths, paths, "{peers} peers");
+            let got: Vec<String> = facts.peers.iter().map(|p| p.data.clone()).collect();
+            assert_eq!(got, data);
+            assert_eq!(facts.counts, kind_counts(v.cap));
+            assert_eq!(facts.end_ns, v.cap.records.last().map_or(0, |r| r.ts_ns));
+            assert_eq!(facts.rebindings.len(), recovered.len());
+            for (line, want) in facts.rebindings.iter().zip(&recovered) {
+                let want = match want.split_once(' ') {
+                    Some(("None", _)) => "not recovered: no RA carried".to_string(),
+                    Some((_, "None")) => "was not followed by traffic".to_string(),
+                    Some((_, m)) => format!(
+                        "new address in use from frame {}",
+                        m.trim_start_matches("Some(").trim_end_matches(')')
+                    ),
+                    None => unreachable!(),
+                };
+                assert!(line.contains(&want), "{line} lacks {want}");
+            }
+        }
+    }
+
+    /// A rebinding whose peer recovered: the RA (frame) and the first packet from the new
+    /// address after it.
+    #[test]
+    fn a_recovered_rebinding_names_the_ra_and_the_first_new_packet() {
+        let inputs = generated(4, 1);
+        let Some(v) = inputs.views().next() else {
+            panic!("no view");
+        };
+        let facts = Facts::build(v.cap, &v, v.t0());
+        assert_eq!(facts.rebindings.len(), 1, "{:?}", facts.rebindings);
+        assert!(
+            facts.rebindings[0].contains("; recovered: RA with the new mapping (frame "),
+            "{}",
+            facts.rebindings[0]
+        );
+        assert!(
+            facts.paths.iter().any(|l| l.contains(": direct (")),
+            "{:?}",
+            facts.paths
+        );
+    }
+}
