@@ -452,7 +452,7 @@ struct AfterRas {
 /// [`View::peer_of_address`], the packet itself); mappings (which `paths` needs for
 /// packets sent directly to an endpoint that is no peer's socket) are looked up in
 /// `finish`, when they are complete.
-pub struct FactsWalk<'a> {
+pub struct FactsWalk {
     t0: u64,
     peers: Vec<PeerTally>,
     tally: PairTally,
@@ -464,12 +464,11 @@ pub struct FactsWalk<'a> {
     /// Per (peer, endpoint an RA was sent to): the first packet from an address naming
     /// the endpoint after each of those RAs (what "recovered" asks after a rebinding).
     after_ras: BTreeMap<(usize, Endpoint), AfterRas>,
-    _view: std::marker::PhantomData<&'a ()>,
 }
 
-impl<'a> FactsWalk<'a> {
+impl FactsWalk {
     /// Before the first packet: the peers and the router's RAs (control packets).
-    pub fn start(v: &View<'a>, t0: u64) -> FactsWalk<'a> {
+    pub fn start(v: &View<'_>, t0: u64) -> FactsWalk {
         let mut ras_to: BTreeMap<Endpoint, Vec<(u64, u64)>> = BTreeMap::new();
         for (f, _) in v.control_packets() {
             if View::is_ra(f) && f.from_router {
@@ -485,12 +484,11 @@ impl<'a> FactsWalk<'a> {
             counts: BTreeMap::new(),
             ras_to,
             after_ras: BTreeMap::new(),
-            _view: std::marker::PhantomData,
         }
     }
 
     /// One tunnel packet: its sender's sighting `f` and receiver's `l`, in packet order.
-    pub fn packet(&mut self, v: &View<'a>, f: &Decoded, _l: &Decoded) {
+    pub fn packet(&mut self, v: &View<'_>, f: &Decoded, _l: &Decoded) {
         // Every message sent, injected or not (as `decode::kind_counts` counts them).
         *self.counts.entry(f.kind.label()).or_insert(0) += 1;
         if v.is_injected(f) {
@@ -545,7 +543,7 @@ impl<'a> FactsWalk<'a> {
     }
 
     /// After the last packet: the facts.
-    pub fn finish(self, v: &View<'a>) -> Facts {
+    pub fn finish(self, v: &View<'_>) -> Facts {
         let t0 = self.t0;
         let cap = v.cap;
         let mut f = Facts {
