@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use super::anonymise::{self, Options};
-use super::report::{decode_line, write_decode_lines, CheckReport, Facts};
-use crate::conformance::stream;
+use super::report::{decode_line, write_decode_lines, CheckReport, Facts, FactsWalk};
 use crate::capture::ReadError;
 use crate::conformance::checks::{run_checks, CheckDef, Expectations, Inputs, Window, REGISTRY};
 use crate::conformance::decode::{decode_file, DecodeOptions, DecodedCapture, Profile};
 use crate::conformance::model::CheckResult;
+use crate::conformance::stream;
 use crate::conformance::trace::{render_trace, trace, Roles};
 
 /// `bedlab anonymise`.
@@ -267,40 +267,89 @@ fn peak_rss() -> String {
         .unwrap_or_else(|| "?".to_string())
 }
 
-/// Runs `bedlab check`.
-pub fn check(a: CheckArgs) -> ExitCode {
-    let started = Instant::now();
-    let cap = match load(&a.capture, a.port, a.profile) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let decoded = started.elapsed();
-    let peak_decoded = peak_rss();
-    warn_read_error(&cap);
-    let t0 = first_frame_ns(&a.capture, &cap);
-    let expect = Expectations {
-        keepalive_period: a
-            .keepalive_period
-            .filter(|p| p.is_finite() && *p >= 0.0)
-            .map(Duration::from_secs_f64),
-        keepalive_ttl: a.keepalive_ttl,
-        ..Expectations::default()
-    };
+/// What `bedlab check` analysed: the inputs (the capture's kept records), every check's
+/// result and the report's facts.
+struct Analysed {
+    inputs: Inputs,
+    results: Vec<CheckResult>,
+    facts: Facts,
+}
+
+/// The time of the file's first frame (what tshark counts relative times from).
+fn file_t0(path: &Path) -> Option<u64> {
+    crate::capture::Reader::open(path)
+        .ok()
+        .and_then(|mut r| r.next_packet().ok().flatten())
+        .map(|p| {
+            p.ts.0
+                .saturating_mul(1_000_000_000)
+                .saturating_add(u64::from(p.ts.1))
+        })
+}
+
+/// The streaming analysis (see `conformance::stream`): `Ok(Err(why))` when the capture
+/// must be analysed in memory.
+fn check_streamed(
+    a: &CheckArgs,
+    expect: &Expectations,
+    t0: u64,
+) -> Result<Result<Analysed, String>, ExitCode> {
+    let opts = decode_options(&a.capture, a.port, a.profile);
+    let mut facts: Option<FactsWalk> = None;
+    let mut done: Option<Facts> = None;
+    let got = stream::check_file(
+        &a.capture,
+        &opts,
+        |cap| {
+            Inputs::with_roles(
+                vec![cap],
+                a.profile.unwrap_or_default(),
+                a.strict,
+                expect.clone(),
+                Roles::default(),
+            )
+        },
+        &mut |v, r| {
+            let walk = facts.get_or_insert_with(|| FactsWalk::start(v, t0));
+            match r {
+                Some(r) => walk.packet(v, r, r),
+                None => done = facts.take().map(|w| w.finish(v)),
+            }
+        },
+    );
+    match got {
+        Err(e) => Err(input_error(format!("{}: {e}", a.capture.display()))),
+        Ok(Err(why)) => Ok(Err(why)),
+        Ok(Ok((inputs, results))) => {
+            let facts = match done {
+                Some(f) => f,
+                None => return Ok(Err("the report's facts were not gathered".into())),
+            };
+            Ok(Ok(Analysed {
+                inputs,
+                results,
+                facts,
+            }))
+        }
+    }
+}
+
+/// The in-memory analysis: every record decoded and kept, the checks and the report's
+/// facts on two threads (each thread takes half of the checks and walks the packets once
+/// for them; the first also gathers the facts). Results go back in registry order.
+fn check_in_memory(a: &CheckArgs, expect: &Expectations, t0: Option<u64>) -> Result<Analysed, ExitCode> {
+    let cap = load(&a.capture, a.port, a.profile)?;
+    let t0 = t0.unwrap_or_else(|| cap.records.first().map_or(0, |r| r.ts_ns));
     let inputs = Inputs::with_roles(
         vec![cap],
         a.profile.unwrap_or_default(),
         a.strict,
-        expect,
+        expect.clone(),
         Roles::default(),
     );
-    let analysed = started.elapsed();
-    let peak_analysed = peak_rss();
     let Some(view) = inputs.views().next() else {
-        return failure("no capture to check");
+        return Err(failure("no capture to check"));
     };
-    // The checks and the report's facts only read the decoded capture. On two threads, each
-    // takes half of the checks (each half walks the packets once, shared by its checks);
-    // the first also builds the report's facts. Results go back in registry order.
     let threads = std::thread::available_parallelism().map_or(1, usize::from).min(2);
     let groups: Vec<Vec<&CheckDef>> = split_checks(threads);
     let (mut timed, facts): (Vec<(usize, CheckResult)>, Option<Facts>) = std::thread::scope(|s| {
@@ -330,21 +379,61 @@ pub fn check(a: CheckArgs) -> ExitCode {
     });
     timed.sort_by_key(|t| t.0);
     let results: Vec<CheckResult> = timed.into_iter().map(|t| t.1).collect();
+    let facts = facts.unwrap_or_else(|| Facts::build(view.cap, &view, t0));
+    Ok(Analysed {
+        inputs,
+        results,
+        facts,
+    })
+}
+
+/// Runs `bedlab check`.
+pub fn check(a: CheckArgs) -> ExitCode {
+    let started = Instant::now();
+    let expect = Expectations {
+        keepalive_period: a
+            .keepalive_period
+            .filter(|p| p.is_finite() && *p >= 0.0)
+            .map(Duration::from_secs_f64),
+        keepalive_ttl: a.keepalive_ttl,
+        ..Expectations::default()
+    };
+    let file_t0 = file_t0(&a.capture);
+    let streamed = if a.in_memory || !rereadable(&a.capture) {
+        Ok(Err(if a.in_memory {
+            "--in-memory".to_string()
+        } else {
+            "the file cannot be read twice".to_string()
+        }))
+    } else {
+        check_streamed(&a, &expect, file_t0.unwrap_or(0))
+    };
+    let (analysed, how) = match streamed {
+        Err(code) => return code,
+        Ok(Ok(an)) => (an, "streamed (two passes)".to_string()),
+        Ok(Err(why)) => match check_in_memory(&a, &expect, file_t0) {
+            Ok(an) => (an, format!("in memory: {why}")),
+            Err(code) => return code,
+        },
+    };
+    let Analysed {
+        inputs,
+        results,
+        facts,
+    } = analysed;
+    let Some(view) = inputs.views().next() else {
+        return failure("no capture to check");
+    };
+    warn_read_error(view.cap);
+    let t0 = file_t0.unwrap_or_else(|| view.t0());
     if a.timings {
         eprintln!(
-            "timings: decode {decoded:.2?}, analysis {:.2?}, checks and report facts {:.2?}, {} records",
-            analysed - decoded,
-            started.elapsed() - analysed,
-            inputs.captures.first().map_or(0, |c| c.records.len())
+            "timings: {:.2?} in all, {} records kept; analysis {how}",
+            started.elapsed(),
+            view.cap.records.len()
         );
-        eprintln!(
-            "peak memory: after decode {}, after analysis {}, after checks {}",
-            peak_decoded,
-            peak_analysed,
-            peak_rss()
-        );
+        eprintln!("peak memory: {}", peak_rss());
     }
-    let facts = facts.unwrap_or_else(|| Facts::build(view.cap, &view, t0));
     let report = CheckReport::with_facts(view.cap, results, facts, t0);
     let mut out = std::io::stdout().lock();
     let written = if a.json {
