@@ -14,7 +14,7 @@
 //! 2. [`walk`] decodes the file again, gives every record the fields `finish` gave the
 //!    kept ones, and shows every packet, in order, to the checks' shared walk
 //!    ([`crate::conformance::checks::Walk`]) and to the report's. A window of
-//!    [`WALK_WINDOW_NS`] on either side of the packet being walked holds the records a
+//!    [`WALK_WINDOW_NS`](crate::conformance::checks::WALK_WINDOW_NS) on either side of the packet being walked holds the records a
 //!    relay look-up may ask for; nothing older stays.
 //!
 //! Memory is then the control packets, the per-flow and per-peer state and the window
@@ -35,12 +35,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::capture::{Direction, ReadError, Reader};
-use crate::conformance::checks::{
-    combine, CheckDef, CheckWalks, Inputs, View, Window, REGISTRY, WALK_WINDOW_NS,
-};
+use crate::conformance::checks::{combine, CheckDef, CheckWalks, Inputs, View, Window, REGISTRY};
 use crate::conformance::decode::{
     derive_alone, finish_records, flow_endpoints, note_flow, retained, stream_records, tunnel_profile,
-    DecodeOptions, Decoded, DecodedCapture, Endpoint, FastMap, FastSet, Kind, Layer, Profile, Streamed,
+    DecodeOptions, Decoded, DecodedCapture, Endpoint, FastMap, FastSet, Kind, Layer, Profile, StreamMode,
+    Streamed,
 };
 use crate::conformance::model::CheckResult;
 
@@ -147,7 +146,7 @@ impl Scan {
         self.kept = Vec::new();
     }
 
-    fn take(&mut self, r: Decoded) {
+    fn take(&mut self, r: Arc<Decoded>) {
         if self.refused.is_some() {
             return;
         }
@@ -187,7 +186,8 @@ impl Scan {
             }
         }
         if keep {
-            self.kept.push(r);
+            self.kept
+                .push(Arc::try_unwrap(r).unwrap_or_else(|shared| (*shared).clone()));
         }
     }
 
@@ -251,7 +251,11 @@ pub fn scan(path: &Path, opts: &DecodeOptions) -> Result<Result<Scanned, String>
         pending: FastMap::default(),
         refused: None,
     };
-    let (stats, error) = stream_records(reader, opts, &mut |r| s.take(r));
+    let light = StreamMode {
+        light: true,
+        ..StreamMode::default()
+    };
+    let (stats, error) = stream_records(reader, opts, light, &mut |r| s.take(r));
     if let Some(why) = s.refused.take() {
         return Ok(Err(why));
     }
@@ -323,7 +327,7 @@ pub fn verify_peers(s: &mut Scanned, v: &View<'_>) -> Result<(), String> {
 
 /// The second pass: every retained record of `path`, finished as the kept ones were,
 /// shown in order to `each` (a packet: sender's and receiver's sighting are the record)
-/// with `window` holding the records within [`WALK_WINDOW_NS`] of it.
+/// with `window` holding the records within [`WALK_WINDOW_NS`](crate::conformance::checks::WALK_WINDOW_NS) of it.
 pub(crate) fn walk(
     path: &Path,
     opts: &DecodeOptions,
@@ -333,46 +337,40 @@ pub(crate) fn walk(
     each: &mut dyn FnMut(&Decoded),
 ) -> Result<(), ReadError> {
     let reader = Reader::open(path)?;
-    let mut next_kept = 0usize;
-    // Sequence number of the next record to show.
-    let mut cur = 0u64;
     let base_packet = cap.packets;
-    let mut show_until = |window: &Window, newest: Option<u64>, cur: &mut u64| loop {
-        let (base, len) = window.span();
-        if *cur >= base + len as u64 {
-            return;
-        }
-        let Some(rec) = window.get(cap, *cur) else { return };
-        if newest.is_some_and(|n| rec.ts_ns.saturating_add(WALK_WINDOW_NS) >= n) {
-            return;
-        }
-        // Nothing older than the window behind the record shown stays.
-        while window
-            .ts(cap, window.span().0)
-            .is_some_and(|t| t.saturating_add(WALK_WINDOW_NS) < rec.ts_ns)
-        {
-            window.pop_front(cap);
-        }
-        each(&rec);
-        *cur += 1;
+    let (routers, prefixes, o) = (cap.routers.clone(), cap.prefixes.clone(), opts.clone());
+    // On the decoding threads: the fields `finish` gave the kept records, and a packet
+    // number of its own past the kept ones' (no check takes it for another packet).
+    let finish = move |r: &mut Decoded| {
+        derive_alone(r, &routers, &prefixes, &o);
+        r.packet = base_packet.saturating_add(usize::try_from(r.frame).unwrap_or(usize::MAX));
     };
-    let (_, _) = stream_records(reader, opts, &mut |mut r: Decoded| {
+    let mode = StreamMode {
+        finish: Some(Arc::new(finish)),
+        ..StreamMode::default()
+    };
+    let mut next_kept = 0usize;
+    let mut ready = Vec::new();
+    let (_, _) = stream_records(reader, opts, mode, &mut |r: Arc<Decoded>| {
         if !retained(endpoints, &r) {
             return;
         }
-        let newest = r.ts_ns;
-        if cap.records.get(next_kept).is_some_and(|k| k.frame == r.frame) {
-            window.push(cap, Some(next_kept), None);
+        // A kept control record is shown as kept (checks may hold it); a kept data
+        // record was read without its inner key: the one read now has it.
+        let kept = cap.records.get(next_kept).filter(|k| k.frame == r.frame);
+        if kept.is_some() {
             next_kept += 1;
-        } else {
-            derive_alone(&mut r, &cap.routers, &cap.prefixes, opts);
-            // Its own packet number, past the kept ones' (no check takes it for another).
-            r.packet = base_packet.saturating_add(usize::try_from(r.frame).unwrap_or(usize::MAX));
-            window.push(cap, None, Some(Arc::new(r)));
         }
-        show_until(window, Some(newest), &mut cur);
+        let kept = kept.filter(|k| is_control(k)).map(|_| next_kept - 1);
+        window.push_ready(cap, kept, r, &mut ready);
+        for rec in ready.drain(..) {
+            each(&rec);
+        }
     });
-    show_until(window, None, &mut cur);
+    window.finish(cap, &mut ready);
+    for rec in ready.drain(..) {
+        each(&rec);
+    }
     Ok(())
 }
 
@@ -385,10 +383,12 @@ pub fn check_file(
     inputs_of: impl FnOnce(DecodedCapture) -> Inputs,
     also: &mut dyn FnMut(&View<'_>, Option<&Decoded>),
 ) -> Result<Result<(Inputs, Vec<CheckResult>), String>, ReadError> {
+    let started = std::time::Instant::now();
     let mut scanned = match scan(path, opts)? {
         Ok(s) => s,
         Err(why) => return Ok(Err(why)),
     };
+    let scan_time = started.elapsed();
     let inputs = inputs_of(scanned.take_capture());
     let window = Window::default();
     let results = {
@@ -405,6 +405,12 @@ pub fn check_file(
             also(&v, Some(r));
         })?;
         also(&v, None);
+        if std::env::var_os("BEDLAB_STREAM_TIMINGS").is_some() {
+            eprintln!(
+                "stream: scan {scan_time:.2?}, view and walk {:.2?}",
+                started.elapsed() - scan_time
+            );
+        }
         let found = walks.finish(&v);
         defs.iter()
             .zip(found)

@@ -219,10 +219,11 @@ impl<'a> Iterator for KeyRecords<'a> {
     }
 }
 
-/// The records near the packet a streamed walk is at: the data records of the last and
-/// next [`super::WALK_WINDOW_NS`] (copies, since they are not kept) and the kept records
-/// among them (by index), with an index by inner key. The streaming driver fills and
-/// empties it between calls; walks read it through [`View::with_key_between`].
+/// The records near the packet a streamed walk is at: the records of the last and next
+/// [`super::WALK_WINDOW_NS`] (data records shared, kept ones by index), each linked to the
+/// previous one with its inner key. The streaming driver fills it and takes the records to
+/// show from it, one at a time, once the stream is a window ahead of them; walks read it
+/// through [`View::with_key_between`].
 #[derive(Debug, Default)]
 pub struct Window {
     inner: Mutex<WindowInner>,
@@ -233,12 +234,76 @@ struct WindowInner {
     /// Records in stream order; `slots[0]` has sequence number `base`.
     slots: VecDeque<Slot>,
     base: u64,
-    /// Inner key → sequence numbers of its records in the window, in order.
-    by_key: decode::FastMap<u64, VecDeque<u64>>,
+    /// The sequence number of the next record to show.
+    cur: u64,
+    /// Inner key → the sequence number of its latest record.
+    latest: decode::FastMap<u64, u64>,
+}
+
+/// No earlier record with the same key.
+const NO_SEQ: u64 = u64::MAX;
+
+#[derive(Debug)]
+struct Slot {
+    ts: u64,
+    key: Option<u64>,
+    /// The previous and next record with the same key (`NO_SEQ`: none).
+    prev: u64,
+    next: u64,
+    rec: SlotRec,
+}
+
+impl WindowInner {
+    /// Moves to `ready` the records `newest` is more than a window past (all of them at
+    /// the end, `None`), dropping before each the records more than a window behind it.
+    fn take_ready<'a>(&mut self, cap: &'a DecodedCapture, newest: Option<u64>, ready: &mut Vec<Rec<'a>>) {
+        loop {
+            let Some(i) = self
+                .cur
+                .checked_sub(self.base)
+                .and_then(|i| usize::try_from(i).ok())
+            else {
+                return;
+            };
+            let Some(ts) = self.slots.get(i).map(|s| s.ts) else {
+                return;
+            };
+            if newest.is_some_and(|n| ts.saturating_add(super::WALK_WINDOW_NS) >= n) {
+                return;
+            }
+            while self
+                .slots
+                .front()
+                .is_some_and(|f| f.ts.saturating_add(super::WALK_WINDOW_NS) < ts)
+            {
+                let seq = self.base;
+                if let Some(k) = self.slots.pop_front().and_then(|f| f.key) {
+                    if self.latest.get(&k) == Some(&seq) {
+                        self.latest.remove(&k);
+                    }
+                }
+                self.base += 1;
+            }
+            let Some(i) = self
+                .cur
+                .checked_sub(self.base)
+                .and_then(|i| usize::try_from(i).ok())
+            else {
+                return;
+            };
+            let rec = match self.slots.get(i).map(|s| &s.rec) {
+                Some(SlotRec::Kept(k)) => cap.records.get(*k).map(Rec::Borrowed),
+                Some(SlotRec::Data(r)) => Some(Rec::Shared(Arc::clone(r))),
+                None => None,
+            };
+            ready.extend(rec);
+            self.cur += 1;
+        }
+    }
 }
 
 #[derive(Debug)]
-enum Slot {
+enum SlotRec {
     /// A record kept in the capture (`cap.records[i]`).
     Kept(usize),
     /// A data record streamed past.
@@ -252,96 +317,126 @@ impl Window {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Appends a record (in stream order): kept ones by index, others by value. Returns its
-    /// sequence number.
-    pub(crate) fn push(&self, cap: &DecodedCapture, kept: Option<usize>, rec: Option<Arc<Decoded>>) -> u64 {
+    /// Appends a record (in stream order): the kept record `kept`, else `rec`, which then
+    /// gets packet number `cap.packets` + its sequence number (so that a look-up from it
+    /// finds its place). Then moves to `ready` the records the stream is now a window past,
+    /// in order, dropping those more than a window behind the last of them.
+    pub(crate) fn push_ready<'a>(
+        &self,
+        cap: &'a DecodedCapture,
+        kept: Option<usize>,
+        mut rec: Arc<Decoded>,
+        ready: &mut Vec<Rec<'a>>,
+    ) {
         let mut w = self.lock();
         let seq = w.base + w.slots.len() as u64;
-        let slot = match (kept, rec) {
-            (Some(i), _) => Slot::Kept(i),
-            (None, Some(r)) => Slot::Data(r),
-            (None, None) => return seq,
+        let newest = rec.ts_ns;
+        let key = match kept {
+            Some(i) => cap.records.get(i).and_then(|r| r.inner_key),
+            None => rec.inner_key,
         };
-        let key = match &slot {
-            Slot::Kept(i) => cap.records.get(*i).and_then(|r| r.inner_key),
-            Slot::Data(r) => r.inner_key,
-        };
-        if let Some(k) = key {
-            w.by_key.entry(k).or_default().push_back(seq);
-        }
-        w.slots.push_back(slot);
-        seq
-    }
-
-    /// Drops the oldest record.
-    pub(crate) fn pop_front(&self, cap: &DecodedCapture) {
-        let mut w = self.lock();
-        let Some(slot) = w.slots.pop_front() else { return };
-        let seq = w.base;
-        w.base += 1;
-        let key = match &slot {
-            Slot::Kept(i) => cap.records.get(*i).and_then(|r| r.inner_key),
-            Slot::Data(r) => r.inner_key,
-        };
-        if let Some(k) = key {
-            if let Some(list) = w.by_key.get_mut(&k) {
-                if list.front() == Some(&seq) {
-                    list.pop_front();
+        let slot_rec = match kept {
+            Some(i) => SlotRec::Kept(i),
+            None => {
+                if let Some(r) = Arc::get_mut(&mut rec) {
+                    r.packet = cap
+                        .packets
+                        .saturating_add(usize::try_from(seq).unwrap_or(usize::MAX));
                 }
-                if list.is_empty() {
-                    w.by_key.remove(&k);
-                }
+                SlotRec::Data(rec)
+            }
+        };
+        let prev = match key {
+            Some(k) => w.latest.insert(k, seq).unwrap_or(NO_SEQ),
+            None => NO_SEQ,
+        };
+        if prev != NO_SEQ && prev >= w.base {
+            let base = w.base;
+            if let Some(p) = usize::try_from(prev - base).ok().and_then(|i| w.slots.get_mut(i)) {
+                p.next = seq;
             }
         }
+        w.slots.push_back(Slot {
+            ts: newest,
+            key,
+            prev,
+            next: NO_SEQ,
+            rec: slot_rec,
+        });
+        w.take_ready(cap, Some(newest), ready);
     }
 
-    /// How many records it holds, and the oldest one's sequence number.
-    pub(crate) fn span(&self) -> (u64, usize) {
-        let w = self.lock();
-        (w.base, w.slots.len())
+    /// At the end of the stream: every record not shown yet, to `ready`.
+    pub(crate) fn finish<'a>(&self, cap: &'a DecodedCapture, ready: &mut Vec<Rec<'a>>) {
+        self.lock().take_ready(cap, None, ready);
     }
 
-    /// The record of sequence number `seq` (kept or streamed).
-    pub(crate) fn get<'a>(&self, cap: &'a DecodedCapture, seq: u64) -> Option<Rec<'a>> {
+    /// The records of `r`'s own key (`r` streamed past, at its place in the window) in
+    /// `lo..=hi`, in stream order; `None` when `r` is not a streamed record in the window.
+    fn own_between<'a>(
+        &self,
+        cap: &'a DecodedCapture,
+        r: &Decoded,
+        lo: u64,
+        hi: u64,
+    ) -> Option<Vec<Rec<'a>>> {
+        let seq = u64::try_from(r.packet.checked_sub(cap.packets)?).ok()?;
         let w = self.lock();
-        let i = usize::try_from(seq.checked_sub(w.base)?).ok()?;
-        match w.slots.get(i)? {
-            Slot::Kept(k) => cap.records.get(*k).map(Rec::Borrowed),
-            Slot::Data(r) => Some(Rec::Shared(Arc::clone(r))),
+        let slot = |seq: u64| -> Option<&Slot> {
+            let i = usize::try_from(seq.checked_sub(w.base)?).ok()?;
+            w.slots.get(i)
+        };
+        // The slot must hold `r` itself.
+        slot(seq).filter(|s| matches!(&s.rec, SlotRec::Data(d) if std::ptr::eq(Arc::as_ptr(d), r)))?;
+        let mut first = seq;
+        while let Some(p) = slot(first).map(|s| s.prev).and_then(slot) {
+            if p.ts < lo {
+                break;
+            }
+            first = slot(first).map_or(NO_SEQ, |s| s.prev);
         }
-    }
-
-    /// The time of the record of sequence number `seq`.
-    pub(crate) fn ts(&self, cap: &DecodedCapture, seq: u64) -> Option<u64> {
-        self.get(cap, seq).map(|r| r.ts_ns)
+        let mut out = Vec::new();
+        let mut at = first;
+        while let Some(s) = slot(at) {
+            if s.ts > hi {
+                break;
+            }
+            if s.ts >= lo {
+                match &s.rec {
+                    SlotRec::Kept(k) => out.extend(cap.records.get(*k).map(Rec::Borrowed)),
+                    SlotRec::Data(d) => out.push(Rec::Shared(Arc::clone(d))),
+                }
+            }
+            at = s.next;
+        }
+        Some(out)
     }
 
     /// The records with inner key `key` and a time in `lo..=hi`, in stream order.
     fn between<'a>(&self, cap: &'a DecodedCapture, key: Option<u64>, lo: u64, hi: u64) -> Vec<Rec<'a>> {
         let w = self.lock();
-        let Some(seqs) = key.and_then(|k| w.by_key.get(&k)) else {
-            return Vec::new();
-        };
         let mut out = Vec::new();
-        for &seq in seqs {
+        let mut seq = key.and_then(|k| w.latest.get(&k).copied()).unwrap_or(NO_SEQ);
+        while seq != NO_SEQ && seq >= w.base {
             let Some(slot) = usize::try_from(seq - w.base).ok().and_then(|i| w.slots.get(i)) else {
-                continue;
+                break;
             };
-            let r: Rec<'a> = match slot {
-                Slot::Kept(i) => match cap.records.get(*i) {
-                    Some(r) => Rec::Borrowed(r),
-                    None => continue,
-                },
-                Slot::Data(r) => Rec::Shared(Arc::clone(r)),
-            };
-            if r.ts_ns < lo {
-                continue;
-            }
-            if r.ts_ns > hi {
+            if slot.ts < lo {
                 break;
             }
-            out.push(r);
+            if slot.ts <= hi {
+                match &slot.rec {
+                    SlotRec::Kept(k) => {
+                        if let Some(r) = cap.records.get(*k) {
+                            out.push(Rec::Borrowed(r));
+                        }
+                    }
+                    SlotRec::Data(r) => out.push(Rec::Shared(Arc::clone(r))),
+                }
+            }
+            seq = slot.prev;
         }
+        out.reverse();
         out
     }
 }
@@ -1050,6 +1145,11 @@ impl<'a> View<'a> {
         let at = self
             .index_of(r)
             .filter(|&i| i < self.data.key_next.len() && r.inner_key.is_some());
+        if let Some(w) = self.window {
+            if let Some(found) = w.own_between(self.cap, r, lo, hi) {
+                return KeyRecords::Copied(found.into_iter());
+            }
+        }
         let Some(at) = at.filter(|_| self.window.is_none()) else {
             // Without the chains (or for a record not in the capture), the key's run.
             return self.with_key_between(r.inner_key, lo, hi);

@@ -45,6 +45,12 @@ impl Parsed {
 /// Reads `pkt` as one IPv6 packet. `complete` is false when the capture cut the packet
 /// (snaplen): a short packet is then not the sender's fault and is not called truncated.
 pub fn parse_ipv6(pkt: &[u8], complete: bool) -> Parsed {
+    parse_ipv6_keyed(pkt, complete, true)
+}
+
+/// [`parse_ipv6`]; without `data_key`, plain data (no ICMPv6) gets no inner key (its hash
+/// over the whole packet is most of the cost of reading it).
+pub fn parse_ipv6_keyed(pkt: &[u8], complete: bool, data_key: bool) -> Parsed {
     let hdr = match Ipv6HeaderSlice::from_slice(pkt) {
         Ok(h) => h,
         Err(e) => {
@@ -93,7 +99,7 @@ pub fn parse_ipv6(pkt: &[u8], complete: bool) -> Parsed {
         }
         issues.push("packet cut by the capture's snaplen".into());
     }
-    let inner_key = Some(key(pkt, key_bytes_end));
+    let inner_key = (data_key || next_header == ICMPV6).then(|| key(pkt, key_bytes_end));
     let body = &pkt[40..key_bytes_end];
     let mut parsed = Parsed {
         inner: Some(inner),

@@ -454,6 +454,34 @@ pub struct Decoder {
     /// order) can decide.
     defer: bool,
     deferred: Vec<(Decoded, bool)>,
+    /// How the streaming passes lighten the work; default: none.
+    mode: StreamMode,
+    /// In a streaming pass, the records made (each with whether [`MAX_UNKNOWN_KEPT`]
+    /// applies to it), already shared: moved once, on the thread that made them.
+    shared: Vec<(Arc<Decoded>, bool)>,
+}
+
+/// What a streaming pass over a file needs of the decoder (see [`stream_records`]).
+#[derive(Clone, Default)]
+pub struct StreamMode {
+    /// Skip the payload hashes of plain data (no ICMPv6): the inner key and the
+    /// fingerprint, ~0.25 s per GB each. The first pass needs neither of them: only
+    /// grouping sightings (several capture points, never streamed) reads fingerprints,
+    /// and only relay look-ups (the second pass) read data's inner keys.
+    pub light: bool,
+    /// Applied to every record on the decoding threads (the second pass's `derive`).
+    pub finish: Option<Arc<dyn Fn(&mut Decoded) + Send + Sync>>,
+    /// Set by [`stream_records`]: records go out shared, not kept.
+    pub(crate) shared: bool,
+}
+
+impl std::fmt::Debug for StreamMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamMode")
+            .field("light", &self.light)
+            .field("finish", &self.finish.is_some())
+            .finish()
+    }
 }
 
 /// Packets per batch handed to a decoding thread.
@@ -501,27 +529,53 @@ pub(crate) fn decode_reader_threads<R: Read>(
 
 /// Decodes everything a reader yields and hands each record to `sink`, in frame order,
 /// as soon as it is made, keeping none: the streaming analysis's passes over a file.
-/// Returns the decoder's counts and the read error, if any. Records are raw: the fields
-/// [`Decoder::finish`] derives from the whole capture are not filled in.
-pub(crate) fn stream_records<R: Read>(
+/// Reading, decoding and merging run on threads of their own, so that `sink` (on this
+/// thread) has a core's worth of time for what it does with the records. Returns the
+/// decoder's counts and the read error, if any. Records are raw unless `mode.finish`
+/// fills in the fields [`Decoder::finish`] derives from the whole capture.
+pub(crate) fn stream_records<R: Read + Send>(
     reader: Reader<R>,
     opts: &DecodeOptions,
-    sink: &mut dyn FnMut(Decoded),
+    mut mode: StreamMode,
+    sink: &mut dyn FnMut(Arc<Decoded>),
 ) -> (DecodeStats, Option<String>) {
     let threads = std::thread::available_parallelism().map_or(1, usize::from).min(2);
-    let mut d = Decoder::new(opts.clone());
-    let error = run_decoder(reader, &mut d, opts, threads, Some(sink));
-    (d.stats, error)
+    mode.shared = true;
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Arc<Decoded>>>(8);
+        let decoding = s.spawn(move || {
+            let mut d = Decoder::new(opts.clone());
+            d.mode = mode;
+            let mut batch = Vec::with_capacity(BATCH);
+            let mut out = |r: Arc<Decoded>| {
+                batch.push(r);
+                if batch.len() >= BATCH {
+                    let _ = tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
+                }
+            };
+            let error = run_decoder(reader, &mut d, opts, threads, Some(&mut out));
+            if !batch.is_empty() {
+                let _ = tx.send(batch);
+            }
+            (d.stats, error)
+        });
+        for b in rx {
+            for r in b {
+                sink(r);
+            }
+        }
+        decoding.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
+    })
 }
 
-/// Feeds every packet of `reader` to `d` (on `threads` threads); with a sink, the records
-/// made go to it after each batch instead of staying in `d`.
+/// Feeds every packet of `reader` to `d` (on `threads` threads); with a sink (a streaming
+/// pass), the records made go to it after each batch instead of staying in `d`.
 fn run_decoder<R: Read>(
     mut reader: Reader<R>,
     d: &mut Decoder,
     opts: &DecodeOptions,
     threads: usize,
-    mut sink: Option<&mut dyn FnMut(Decoded)>,
+    mut sink: Option<&mut dyn FnMut(Arc<Decoded>)>,
 ) -> Option<String> {
     let mut error = None;
     if threads < 2 {
@@ -531,7 +585,7 @@ fn run_decoder<R: Read>(
                     d.push(&p);
                     reader.recycle(p.data);
                     if let Some(sink) = sink.as_deref_mut() {
-                        d.records.drain(..).for_each(&mut *sink);
+                        d.drain_shared(sink);
                     }
                 }
                 Ok(None) => break,
@@ -553,10 +607,10 @@ fn decode_parallel<R: Read>(
     d: &mut Decoder,
     opts: &DecodeOptions,
     threads: usize,
-    mut sink: Option<&mut dyn FnMut(Decoded)>,
+    mut sink: Option<&mut dyn FnMut(Arc<Decoded>)>,
 ) -> Option<String> {
     use std::sync::mpsc;
-    type Done = (Vec<(Decoded, bool)>, Vec<Packet>);
+    type Done = (Vec<(Decoded, bool)>, Vec<(Arc<Decoded>, bool)>, Vec<Packet>);
     std::thread::scope(|s| {
         let mut to: Vec<mpsc::SyncSender<(u64, Vec<Packet>)>> = Vec::new();
         let mut from: Vec<mpsc::Receiver<Done>> = Vec::new();
@@ -565,6 +619,7 @@ fn decode_parallel<R: Read>(
             let (tx, rx) = mpsc::sync_channel::<(u64, Vec<Packet>)>(2);
             let (dtx, drx) = mpsc::sync_channel::<Done>(2);
             let mut w = Decoder::new(opts.clone());
+            w.mode = d.mode.clone();
             w.defer = true;
             workers.push(s.spawn(move || {
                 for (first, batch) in rx {
@@ -572,7 +627,12 @@ fn decode_parallel<R: Read>(
                     for p in &batch {
                         w.push(p);
                     }
-                    if dtx.send((std::mem::take(&mut w.deferred), batch)).is_err() {
+                    let done = (
+                        std::mem::take(&mut w.deferred),
+                        std::mem::take(&mut w.shared),
+                        batch,
+                    );
+                    if dtx.send(done).is_err() {
                         break;
                     }
                 }
@@ -587,7 +647,7 @@ fn decode_parallel<R: Read>(
         let mut merged = 0usize;
         let mut spare: Vec<Vec<u8>> = Vec::new();
         let mut merge_one = |d: &mut Decoder, merged: &mut usize, spare: &mut Vec<Vec<u8>>| -> bool {
-            let Ok((recs, batch)) = from[*merged % threads].recv() else {
+            let Ok((recs, shared, batch)) = from[*merged % threads].recv() else {
                 return false;
             };
             *merged += 1;
@@ -595,7 +655,11 @@ fn decode_parallel<R: Read>(
                 d.accept(rec, unknown);
             }
             if let Some(sink) = sink.as_deref_mut() {
-                d.records.drain(..).for_each(&mut *sink);
+                for (rec, unknown) in shared {
+                    if d.admit(unknown) {
+                        sink(rec);
+                    }
+                }
             }
             spare.extend(batch.into_iter().map(|p| p.data));
             true
@@ -666,19 +730,39 @@ impl Decoder {
             stats: DecodeStats::default(),
             defer: false,
             deferred: Vec::new(),
+            mode: StreamMode::default(),
+            shared: Vec::new(),
         }
     }
 
     /// A worker's record, merged in frame order: the [`MAX_UNKNOWN_KEPT`] cap applies here.
     fn accept(&mut self, rec: Decoded, unknown: bool) {
+        if self.admit(unknown) {
+            self.keep(rec);
+        }
+    }
+
+    /// Whether a worker's record may be kept: the [`MAX_UNKNOWN_KEPT`] cap, counted in
+    /// frame order.
+    fn admit(&mut self, unknown: bool) -> bool {
         if unknown {
             if self.unknown_kept >= MAX_UNKNOWN_KEPT {
                 self.stats.unknown_dropped += 1;
-                return;
+                return false;
             }
             self.unknown_kept += 1;
         }
-        self.keep(rec);
+        true
+    }
+
+    /// The shared records made so far, to `sink` (the cap applied to a worker's).
+    fn drain_shared(&mut self, sink: &mut dyn FnMut(Arc<Decoded>)) {
+        let shared = std::mem::take(&mut self.shared);
+        for (rec, unknown) in shared {
+            if self.admit(unknown) {
+                sink(rec);
+            }
+        }
     }
 
     fn keep(&mut self, rec: Decoded) {
@@ -687,7 +771,14 @@ impl Decoder {
 
     /// Keeps a record; `unknown`: a datagram the [`MAX_UNKNOWN_KEPT`] cap counts (only
     /// passed on by a worker, which cannot apply it).
-    fn keep_flagged(&mut self, rec: Decoded, unknown: bool) {
+    fn keep_flagged(&mut self, mut rec: Decoded, unknown: bool) {
+        if let Some(f) = &self.mode.finish {
+            f(&mut rec);
+        }
+        if self.mode.shared {
+            self.shared.push((Arc::new(rec), unknown));
+            return;
+        }
         if self.defer {
             self.deferred.push((rec, unknown));
             return;
@@ -792,9 +883,11 @@ impl Decoder {
             complete,
             fragment,
         });
-        let mut fp = fnv1a(0xcbf2_9ce4_8422_2325, &h.identification().to_be_bytes());
-        fp = fnv1a(fp, &(declared as u32).to_be_bytes());
-        rec.fingerprint = fnv1a(fp, payload);
+        if !self.mode.light {
+            let mut fp = fnv1a(0xcbf2_9ce4_8422_2325, &h.identification().to_be_bytes());
+            fp = fnv1a(fp, &(declared as u32).to_be_bytes());
+            rec.fingerprint = fnv1a(fp, payload);
+        }
         if declared > avail.len() && complete {
             rec.issues.push(format!(
                 "UDP length says {declared} payload bytes, the IPv4 packet holds {}",
@@ -804,7 +897,7 @@ impl Decoder {
         if payload.is_empty() && declared == 0 {
             rec.kind = Kind::Keepalive;
         } else {
-            let parsed = inner::parse_ipv6(payload, complete);
+            let parsed = inner::parse_ipv6_keyed(payload, complete, !self.mode.light);
             rec.inner = parsed.inner;
             rec.icmp = parsed.icmp.map(Box::new);
             rec.kind = parsed.kind;
