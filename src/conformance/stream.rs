@@ -374,15 +374,28 @@ pub(crate) fn walk(
     Ok(())
 }
 
+/// What [`check_file`] found.
+#[derive(Debug)]
+pub struct Checked {
+    /// The inputs the checks read (the kept records).
+    pub inputs: Inputs,
+    /// Every check of the registry, in its order.
+    pub results: Vec<CheckResult>,
+    /// How long the first pass took, and the view and second pass.
+    pub scan: std::time::Duration,
+    pub walk: std::time::Duration,
+}
+
 /// `bedlab check`'s checks over a streamed capture: the first pass, the view from the kept
-/// records, and the second pass through every check's walk (and `also`'s, for the report).
-/// `Ok(Err(why))` when the capture must be analysed in memory instead.
+/// records, and the second pass through every check's walk (and `also`'s, for the report:
+/// each packet, then `None` at the end). `Ok(Err(why))` when the capture must be analysed
+/// in memory instead.
 pub fn check_file(
     path: &Path,
     opts: &DecodeOptions,
     inputs_of: impl FnOnce(DecodedCapture) -> Inputs,
     also: &mut dyn FnMut(&View<'_>, Option<&Decoded>),
-) -> Result<Result<(Inputs, Vec<CheckResult>), String>, ReadError> {
+) -> Result<Result<Checked, String>, ReadError> {
     let started = std::time::Instant::now();
     let mut scanned = match scan(path, opts)? {
         Ok(s) => s,
@@ -417,7 +430,12 @@ pub fn check_file(
             .map(|(d, f)| combine(d, vec![(v.cap.name.clone(), f)]))
             .collect()
     };
-    Ok(Ok((inputs, results)))
+    Ok(Ok(Checked {
+        inputs,
+        results,
+        scan: scan_time,
+        walk: started.elapsed() - scan_time,
+    }))
 }
 
 #[cfg(test)]
@@ -477,8 +495,8 @@ mod tests {
                 };
                 let memory = run_passive(&inputs(decode_file(f, opts.clone()).expect("decode"), strict));
                 let got = check_file(f, &opts, |c| inputs(c, strict), &mut |_, _| {}).expect("read");
-                let (_, results) = match got {
-                    Ok(r) => r,
+                let results = match got {
+                    Ok(r) => r.results,
                     Err(why) => {
                         eprintln!("{}: in memory: {why}", f.display());
                         assert!(

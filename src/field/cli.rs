@@ -273,6 +273,8 @@ struct Analysed {
     inputs: Inputs,
     results: Vec<CheckResult>,
     facts: Facts,
+    /// How it was analysed, for `--timings`.
+    how: String,
 }
 
 /// The time of the file's first frame (what tshark counts relative times from).
@@ -320,14 +322,18 @@ fn check_streamed(
     match got {
         Err(e) => Err(input_error(format!("{}: {e}", a.capture.display()))),
         Ok(Err(why)) => Ok(Err(why)),
-        Ok(Ok((inputs, results))) => {
+        Ok(Ok(c)) => {
             let facts = match done {
                 Some(f) => f,
                 None => return Ok(Err("the report's facts were not gathered".into())),
             };
             Ok(Ok(Analysed {
-                inputs,
-                results,
+                how: format!(
+                    "streamed: first pass {:.2?}, view and second pass {:.2?}",
+                    c.scan, c.walk
+                ),
+                inputs: c.inputs,
+                results: c.results,
                 facts,
             }))
         }
@@ -384,6 +390,7 @@ fn check_in_memory(a: &CheckArgs, expect: &Expectations, t0: Option<u64>) -> Res
         inputs,
         results,
         facts,
+        how: String::new(),
     })
 }
 
@@ -408,11 +415,14 @@ pub fn check(a: CheckArgs) -> ExitCode {
     } else {
         check_streamed(&a, &expect, file_t0.unwrap_or(0))
     };
-    let (analysed, how) = match streamed {
+    let analysed = match streamed {
         Err(code) => return code,
-        Ok(Ok(an)) => (an, "streamed (two passes)".to_string()),
+        Ok(Ok(an)) => an,
         Ok(Err(why)) => match check_in_memory(&a, &expect, file_t0) {
-            Ok(an) => (an, format!("in memory: {why}")),
+            Ok(an) => Analysed {
+                how: format!("in memory ({why})"),
+                ..an
+            },
             Err(code) => return code,
         },
     };
@@ -420,6 +430,7 @@ pub fn check(a: CheckArgs) -> ExitCode {
         inputs,
         results,
         facts,
+        how,
     } = analysed;
     let Some(view) = inputs.views().next() else {
         return failure("no capture to check");
@@ -428,7 +439,7 @@ pub fn check(a: CheckArgs) -> ExitCode {
     let t0 = file_t0.unwrap_or_else(|| view.t0());
     if a.timings {
         eprintln!(
-            "timings: {:.2?} in all, {} records kept; analysis {how}",
+            "timings: {:.2?} in all, {} records held; analysis {how}",
             started.elapsed(),
             view.cap.records.len()
         );

@@ -461,6 +461,9 @@ pub struct Decoder {
     shared: Vec<(Arc<Decoded>, bool)>,
 }
 
+/// Fills in a record's derived fields on a decoding thread.
+pub type RecordFinish = Arc<dyn Fn(&mut Decoded) + Send + Sync>;
+
 /// What a streaming pass over a file needs of the decoder (see [`stream_records`]).
 #[derive(Clone, Default)]
 pub struct StreamMode {
@@ -470,7 +473,7 @@ pub struct StreamMode {
     /// and only relay look-ups (the second pass) read data's inner keys.
     pub light: bool,
     /// Applied to every record on the decoding threads (the second pass's `derive`).
-    pub finish: Option<Arc<dyn Fn(&mut Decoded) + Send + Sync>>,
+    pub finish: Option<RecordFinish>,
     /// Set by [`stream_records`]: records go out shared, not kept.
     pub(crate) shared: bool,
 }
