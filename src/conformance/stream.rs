@@ -443,7 +443,7 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::conformance::checks::{run_passive, Expectations};
+    use crate::conformance::checks::{run_passive, Expectations, WALK_WINDOW_NS};
     use crate::conformance::decode::decode_file;
 
     fn fixtures() -> Vec<PathBuf> {
@@ -520,5 +520,119 @@ mod tests {
             }
         }
         assert!(streamed >= 6, "only {streamed} streamed runs");
+    }
+
+    /// Rewrites a capture packet by packet: `edit(index, ts_ns)` gives each packet's
+    /// interface (0 or 1: "router/eth0", "router/eth1") and time.
+    fn rewrite(from: &Path, to: &Path, edit: impl Fn(usize, u64) -> (u32, u64)) {
+        use crate::capture::linktype;
+        use crate::field::pcapng_out::{IfaceDesc, Writer};
+        let mut r = Reader::open(from).expect("open");
+        let file = std::fs::File::create(to).expect("create");
+        let mut w = Writer::new(
+            std::io::BufWriter::new(file),
+            &crate::capture::Section::default(),
+            "test",
+        )
+        .expect("writer");
+        for name in ["router/eth0", "router/eth1"] {
+            w.interface(&IfaceDesc {
+                linktype: linktype::ETHERNET,
+                snaplen: 262_144,
+                name: Some(name.into()),
+                description: None,
+            })
+            .expect("interface");
+        }
+        let mut i = 0;
+        while let Some(p) = r.next_packet().expect("read") {
+            let ts = p.ts.0 * 1_000_000_000 + u64::from(p.ts.1);
+            let (iface, ts) = edit(i, ts);
+            w.packet(iface, ts, &p.data, p.orig_len, None, None)
+                .expect("write");
+            i += 1;
+        }
+        drop(w);
+    }
+
+    fn why_not(path: &Path) -> Option<String> {
+        scan(path, &DecodeOptions::default()).expect("read").err()
+    }
+
+    /// What the streaming analysis cannot be exact for is refused with its reason (and
+    /// then analysed in memory); the generated capture itself streams.
+    #[test]
+    fn refuses_what_it_cannot_stream() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let gen = generated(dir.path(), 7);
+        assert_eq!(why_not(&gen), None);
+        let two = dir.path().join("two-points.pcapng");
+        rewrite(&gen, &two, |i, ts| (u32::from(i % 2 == 1), ts));
+        assert!(why_not(&two).is_some_and(|w| w.contains("several capture points")));
+        let swapped = dir.path().join("out-of-order.pcapng");
+        rewrite(&gen, &swapped, |i, ts| {
+            (0, if i == 500 { ts - 10_000_000 } else { ts })
+        });
+        assert!(why_not(&swapped).is_some_and(|w| w.contains("older than the one before")));
+        let tun = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/refimpl-c-router-tun.pcap");
+        assert!(why_not(&tun).is_some_and(|w| w.contains("TUN")));
+        let no_port = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/invalid-nd.pcap");
+        assert!(why_not(&no_port).is_some_and(|w| w.contains("router port")));
+    }
+
+    /// The first pass keeps what grows with peers and time, not with data: four times the
+    /// data (same peers, seconds of traffic) adds no kept record but the control packets
+    /// of the longer time, and the window holds a few seconds of packets, not the file.
+    #[test]
+    fn kept_records_and_window_do_not_grow_with_the_data() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kept = |bytes: u64| {
+            let path = dir.path().join(format!("gen-{bytes}.pcapng"));
+            let file = std::fs::File::create(&path).expect("temp file");
+            crate::field::gen::generate(
+                std::io::BufWriter::new(file),
+                &crate::field::gen::GenOptions {
+                    bytes,
+                    peers: 6,
+                    seed: 3,
+                },
+            )
+            .expect("generate");
+            let s = scan(&path, &DecodeOptions::default())
+                .expect("read")
+                .expect("streams");
+            let control = s.cap.records.iter().filter(|r| is_control(r)).count();
+            (s.cap.records.len() - control, s.cap.stats.tunnel, path, s)
+        };
+        let (small_data, small_all, _, _) = kept(7_000_000);
+        let (big_data, big_all, path, mut s) = kept(30_000_000);
+        assert!(big_all > 3 * small_all, "{big_all} vs {small_all} datagrams");
+        assert_eq!(big_data, small_data, "data records kept for the peers");
+        // The window over a capture longer than it: never near the whole file.
+        let cap = s.take_capture();
+        let window = Window::default();
+        let (mut shown, mut most) = (0u64, 0usize);
+        walk(
+            &path,
+            &DecodeOptions::default(),
+            &cap,
+            &s.endpoints,
+            &window,
+            &mut |_| {
+                shown += 1;
+                most = most.max(window.len());
+            },
+        )
+        .expect("walk");
+        assert_eq!(shown, big_all);
+        let span = cap.streamed.as_ref().map_or(0, |st| st.span.1 - st.span.0);
+        assert!(span > 3 * WALK_WINDOW_NS, "the capture spans {span} ns");
+        // At most the records of two windows and a second (the generated traffic is
+        // even in time); one that never dropped anything would hold them all.
+        let bound = u128::from(big_all) * u128::from(2 * WALK_WINDOW_NS + 1_000_000_000) / u128::from(span);
+        assert!(
+            (most as u128) < bound,
+            "window held {most} of {big_all} records (bound {bound})"
+        );
     }
 }

@@ -366,6 +366,16 @@ impl Window {
         w.take_ready(cap, Some(newest), ready);
     }
 
+    /// How many records it holds now.
+    pub fn len(&self) -> usize {
+        self.lock().slots.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// At the end of the stream: every record not shown yet, to `ready`.
     pub(crate) fn finish<'a>(&self, cap: &'a DecodedCapture, ready: &mut Vec<Rec<'a>>) {
         self.lock().take_ready(cap, None, ready);
