@@ -339,11 +339,17 @@ pub(crate) fn walk(
     let reader = Reader::open(path)?;
     let base_packet = cap.packets;
     let (routers, prefixes, o) = (cap.routers.clone(), cap.prefixes.clone(), opts.clone());
-    // On the decoding threads: the fields `finish` gave the kept records, and a packet
-    // number of its own past the kept ones' (no check takes it for another packet).
+    let keep = endpoints.clone();
+    // On the decoding threads: a record not retained is marked (packet `usize::MAX`);
+    // the others get the fields `finish` gave the kept records, and a packet number of
+    // their own past the kept ones' (no check takes it for another packet).
     let finish = move |r: &mut Decoded| {
+        if !retained(&keep, r) {
+            r.packet = usize::MAX;
+            return;
+        }
         derive_alone(r, &routers, &prefixes, &o);
-        r.packet = base_packet.saturating_add(usize::try_from(r.frame).unwrap_or(usize::MAX));
+        r.packet = base_packet.saturating_add(usize::try_from(r.frame).unwrap_or(usize::MAX - 1));
     };
     let mode = StreamMode {
         finish: Some(Arc::new(finish)),
@@ -352,7 +358,7 @@ pub(crate) fn walk(
     let mut next_kept = 0usize;
     let mut ready = Vec::new();
     let (_, _) = stream_records(reader, opts, mode, &mut |r: Arc<Decoded>| {
-        if !retained(endpoints, &r) {
+        if r.packet == usize::MAX {
             return;
         }
         // A kept control record is shown as kept (checks may hold it); a kept data
