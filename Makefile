@@ -57,9 +57,10 @@ run: deps build ## the default conformance suite (root); results in out/<run-id>
 demo: deps build ## the sixbed4 demo: router and two NATed peers in namespaces (root)
 	scripts/demo.sh $(SIXBED4)
 
-bench: deps build ## criterion benches, then tunnel throughput in namespaces (root)
+bench: deps build ## criterion benches, tunnel throughput in namespaces (root), check vs tshark on 1 GB
 	$(CARGO) bench -p sixbed4
 	scripts/bench-tunnel.sh $(SIXBED4)
+	scripts/bench-field.sh target/release/bedlab
 
 # cargo-fuzz needs a nightly toolchain. Where none is installed and rustup cannot fetch one,
 # the fuzz targets' bodies still run as plain tests: each target in harness/sixbed4/fuzz calls
