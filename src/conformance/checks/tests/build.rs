@@ -238,13 +238,34 @@ impl Cap {
         .expect("decode")
     }
 
+    /// Every check, in memory; and when the capture can be streamed (one capture point),
+    /// streamed too, which must give the same results.
     pub fn run(&self, strict: bool, expect: Expectations) -> Vec<CheckResult> {
-        run_passive(&Inputs::new(
+        let memory = run_passive(&Inputs::new(
             vec![self.decode()],
             Profile::Current,
             strict,
-            expect,
-        ))
+            expect.clone(),
+        ));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("test.pcapng");
+        std::fs::write(&path, self.pcapng()).expect("write");
+        let opts = DecodeOptions {
+            name: "test.pcapng".into(),
+            ..DecodeOptions::default()
+        };
+        let inputs_of = |c| Inputs::new(vec![c], Profile::Current, strict, expect.clone());
+        if let Ok(Ok(s)) = crate::conformance::stream::check_file(&path, &opts, inputs_of, &mut |_, _| {}) {
+            for (m, s) in memory.iter().zip(&s.results) {
+                assert_eq!(
+                    (m.verdict, &m.message, &m.evidence),
+                    (s.verdict, &s.message, &s.evidence),
+                    "{}: streamed differs from in memory",
+                    m.id
+                );
+            }
+        }
+        memory
     }
 }
 

@@ -4,7 +4,7 @@ use proptest::prelude::*;
 
 use super::build::{ep, router, udp, Cap};
 use crate::conformance::checks::{fuzz_decode, run_passive, Expectations, Inputs};
-use crate::conformance::decode::Profile;
+use crate::conformance::decode::{decode_bytes, DecodeOptions, Profile};
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
@@ -35,8 +35,40 @@ proptest! {
             rs_schedule: Some(vec![std::time::Duration::from_millis(10)]),
             ..Expectations::default()
         };
-        let results = run_passive(&Inputs::new(vec![c.decode()], Profile::Current, strict, e));
+        // `run` also streams the capture (one capture point) and holds the results equal.
+        let results = c.run(strict, e);
         prop_assert_eq!(results.len(), 35);
+    }
+
+    /// Mutated captures: wherever the streaming analysis takes one, it finds what the
+    /// in-memory one finds.
+    #[test]
+    fn mutated_captures_stream_as_in_memory(
+        flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..12),
+        strict in any::<bool>(),
+    ) {
+        let mut bytes = super::build::good_exchange().pcapng();
+        for (i, x) in flips {
+            let n = bytes.len();
+            bytes[i % n] ^= x;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("m.pcapng");
+        std::fs::write(&path, &bytes).expect("write");
+        let opts = DecodeOptions { name: "m".into(), ..DecodeOptions::default() };
+        let Ok(cap) = decode_bytes(&bytes, opts.clone()) else { return Ok(()) };
+        let memory = run_passive(&Inputs::new(vec![cap], Profile::Current, strict, Expectations::default()));
+        let inputs_of = |c| Inputs::new(vec![c], Profile::Current, strict, Expectations::default());
+        if let Ok(Ok(s)) = crate::conformance::stream::check_file(&path, &opts, inputs_of, &mut |_, _| {}) {
+            for (m, s) in memory.iter().zip(&s.results) {
+                prop_assert_eq!(
+                    (m.verdict, &m.message, &m.evidence),
+                    (s.verdict, &s.message, &s.evidence),
+                    "{}",
+                    m.id
+                );
+            }
+        }
     }
 
     #[test]
