@@ -35,7 +35,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::capture::{Direction, ReadError, Reader};
-use crate::conformance::checks::{combine, CheckDef, CheckWalks, Inputs, View, Window, REGISTRY};
+
+use crate::conformance::checks::{combine, CheckDef, CheckWalks, Inputs, UnionFind, View, Window, REGISTRY};
 use crate::conformance::decode::{
     derive_alone, finish_records, flow_endpoints, note_flow, retained, stream_records, tunnel_profile,
     DecodeOptions, Decoded, DecodedCapture, Endpoint, FastMap, FastSet, Kind, Layer, Profile, StreamMode,
@@ -77,7 +78,7 @@ struct Tally {
 /// mapping the router saw from each group.
 #[derive(Debug, Default)]
 struct Groups {
-    parent: FastMap<Endpoint, Endpoint>,
+    sockets: UnionFind,
     /// Root → the last mapping the router saw from the group.
     mapped: FastMap<Endpoint, Endpoint>,
     /// Set when two groups that both had mappings were joined: their records were judged
@@ -86,16 +87,8 @@ struct Groups {
 }
 
 impl Groups {
-    fn find(&mut self, mut x: Endpoint) -> Endpoint {
-        loop {
-            let p = *self.parent.entry(x).or_insert(x);
-            if p == x {
-                return x;
-            }
-            let gp = *self.parent.entry(p).or_insert(p);
-            self.parent.insert(x, gp);
-            x = gp;
-        }
+    fn find(&mut self, x: Endpoint) -> Endpoint {
+        self.sockets.find(x)
     }
 
     fn union(&mut self, a: Endpoint, b: Endpoint) {
@@ -110,7 +103,8 @@ impl Groups {
         if let (Some(m), false) = (mb, self.mapped.contains_key(&ra)) {
             self.mapped.insert(ra, m);
         }
-        self.parent.insert(rb, ra);
+        // `ra` stays the root, as `mapped` now says.
+        self.sockets.union(ra, rb);
     }
 }
 

@@ -233,15 +233,7 @@ fn load(path: &Path, port: Option<u16>, profile: Option<Profile>) -> Result<Deco
 /// The time of the capture's first frame (ns since 1970), which tshark counts relative
 /// times from; the first decoded record's when the file cannot be read again.
 fn first_frame_ns(path: &Path, cap: &DecodedCapture) -> u64 {
-    let from_file = crate::capture::Reader::open(path)
-        .ok()
-        .and_then(|mut r| r.next_packet().ok().flatten())
-        .map(|p| {
-            p.ts.0
-                .saturating_mul(1_000_000_000)
-                .saturating_add(u64::from(p.ts.1))
-        });
-    from_file.unwrap_or_else(|| cap.records.first().map_or(0, |r| r.ts_ns))
+    file_t0(path).unwrap_or_else(|| cap.records.first().map_or(0, |r| r.ts_ns))
 }
 
 /// Warns on stderr when the capture ended inside a block or broke off in the middle.

@@ -26,6 +26,7 @@ use crate::conformance::decode::{self, DecodeOptions, Decoded, DecodedCapture, P
 use crate::conformance::model::{CheckResult, Evidence, Verdict};
 use crate::conformance::trace::Roles;
 
+pub(crate) use view::UnionFind;
 pub use view::{is_control, Peer, Rebinding, Rec, SourceCheck, View, Window};
 
 /// What a scenario expects; every field optional. Checks that need an absent one return N/A.

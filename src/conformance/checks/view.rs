@@ -253,19 +253,28 @@ struct Slot {
     rec: SlotRec,
 }
 
+impl SlotRec {
+    /// The record it holds.
+    fn rec<'a>(&self, cap: &'a DecodedCapture) -> Option<Rec<'a>> {
+        match self {
+            SlotRec::Kept(k) => cap.records.get(*k).map(Rec::Borrowed),
+            SlotRec::Data(r) => Some(Rec::Shared(Arc::clone(r))),
+        }
+    }
+}
+
 impl WindowInner {
+    /// The slot of sequence number `seq`, if it is still held.
+    fn slot(&self, seq: u64) -> Option<&Slot> {
+        let i = usize::try_from(seq.checked_sub(self.base)?).ok()?;
+        self.slots.get(i)
+    }
+
     /// Moves to `ready` the records `newest` is more than a window past (all of them at
     /// the end, `None`), dropping before each the records more than a window behind it.
     fn take_ready<'a>(&mut self, cap: &'a DecodedCapture, newest: Option<u64>, ready: &mut Vec<Rec<'a>>) {
         loop {
-            let Some(i) = self
-                .cur
-                .checked_sub(self.base)
-                .and_then(|i| usize::try_from(i).ok())
-            else {
-                return;
-            };
-            let Some(ts) = self.slots.get(i).map(|s| s.ts) else {
+            let Some(ts) = self.slot(self.cur).map(|s| s.ts) else {
                 return;
             };
             if newest.is_some_and(|n| ts.saturating_add(super::WALK_WINDOW_NS) >= n) {
@@ -284,19 +293,7 @@ impl WindowInner {
                 }
                 self.base += 1;
             }
-            let Some(i) = self
-                .cur
-                .checked_sub(self.base)
-                .and_then(|i| usize::try_from(i).ok())
-            else {
-                return;
-            };
-            let rec = match self.slots.get(i).map(|s| &s.rec) {
-                Some(SlotRec::Kept(k)) => cap.records.get(*k).map(Rec::Borrowed),
-                Some(SlotRec::Data(r)) => Some(Rec::Shared(Arc::clone(r))),
-                None => None,
-            };
-            ready.extend(rec);
+            ready.extend(self.slot(self.cur).and_then(|s| s.rec.rec(cap)));
             self.cur += 1;
         }
     }
@@ -392,10 +389,7 @@ impl Window {
     ) -> Option<Vec<Rec<'a>>> {
         let seq = u64::try_from(r.packet.checked_sub(cap.packets)?).ok()?;
         let w = self.lock();
-        let slot = |seq: u64| -> Option<&Slot> {
-            let i = usize::try_from(seq.checked_sub(w.base)?).ok()?;
-            w.slots.get(i)
-        };
+        let slot = |seq: u64| w.slot(seq);
         // The slot must hold `r` itself.
         slot(seq).filter(|s| matches!(&s.rec, SlotRec::Data(d) if std::ptr::eq(Arc::as_ptr(d), r)))?;
         let mut first = seq;
@@ -412,10 +406,7 @@ impl Window {
                 break;
             }
             if s.ts >= lo {
-                match &s.rec {
-                    SlotRec::Kept(k) => out.extend(cap.records.get(*k).map(Rec::Borrowed)),
-                    SlotRec::Data(d) => out.push(Rec::Shared(Arc::clone(d))),
-                }
+                out.extend(s.rec.rec(cap));
             }
             at = s.next;
         }
@@ -427,22 +418,12 @@ impl Window {
         let w = self.lock();
         let mut out = Vec::new();
         let mut seq = key.and_then(|k| w.latest.get(&k).copied()).unwrap_or(NO_SEQ);
-        while seq != NO_SEQ && seq >= w.base {
-            let Some(slot) = usize::try_from(seq - w.base).ok().and_then(|i| w.slots.get(i)) else {
-                break;
-            };
+        while let Some(slot) = w.slot(seq) {
             if slot.ts < lo {
                 break;
             }
             if slot.ts <= hi {
-                match &slot.rec {
-                    SlotRec::Kept(k) => {
-                        if let Some(r) = cap.records.get(*k) {
-                            out.push(Rec::Borrowed(r));
-                        }
-                    }
-                    SlotRec::Data(r) => out.push(Rec::Shared(Arc::clone(r))),
-                }
+                out.extend(slot.rec.rec(cap));
             }
             seq = slot.prev;
         }
@@ -1319,12 +1300,12 @@ fn router_node(cap: &DecodedCapture) -> Option<String> {
 
 /// Union-find over endpoints (path halving), for grouping sockets into peers.
 #[derive(Debug, Default)]
-struct UnionFind {
+pub(crate) struct UnionFind {
     parent: decode::FastMap<Endpoint, Endpoint>,
 }
 
 impl UnionFind {
-    fn find(&mut self, mut x: Endpoint) -> Endpoint {
+    pub(crate) fn find(&mut self, mut x: Endpoint) -> Endpoint {
         loop {
             let p = *self.parent.entry(x).or_insert(x);
             if p == x {
@@ -1338,7 +1319,7 @@ impl UnionFind {
 
     /// Joins the groups; the older root (smaller insertion is not tracked, so the first
     /// argument's root) stays the root.
-    fn union(&mut self, a: Endpoint, b: Endpoint) {
+    pub(crate) fn union(&mut self, a: Endpoint, b: Endpoint) {
         let (ra, rb) = (self.find(a), self.find(b));
         if ra != rb {
             self.parent.insert(rb, ra);
