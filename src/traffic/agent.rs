@@ -44,6 +44,18 @@ pub struct RecvArgs {
     /// Give up after this long.
     #[arg(long, value_parser = duration, default_value = "30s")]
     pub timeout: Duration,
+    /// Create this (empty) file once listening: whoever starts the sender waits for it,
+    /// so that no datagram arrives at a port nobody listens on yet (the port-unreachable
+    /// it would draw back is traffic of its own in the capture).
+    #[arg(long)]
+    pub ready_file: Option<std::path::PathBuf>,
+}
+
+/// Says "listening" through `--ready-file`, if given.
+fn say_ready(a: &RecvArgs) {
+    if let Some(p) = &a.ready_file {
+        let _ = std::fs::write(p, b"");
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -111,6 +123,7 @@ fn recv_udp(a: &RecvArgs) -> Report {
             return report;
         }
     };
+    say_ready(a);
     let deadline = Instant::now() + a.timeout;
     let mut buf = vec![0u8; 65_536];
     let mut scratch = Vec::new();
@@ -298,6 +311,7 @@ fn recv_tcp(a: &RecvArgs) -> Report {
             return report;
         }
     };
+    say_ready(a);
     let _ = listener.set_nonblocking(true);
     let mut stream = loop {
         match listener.accept() {
@@ -447,16 +461,33 @@ mod tests {
     /// end, and a flow nobody receives reports that instead of hanging.
     #[test]
     fn udp_and_tcp_flows_over_loopback() {
+        let dir = tempfile::tempdir().expect("tempdir");
         for (proto, port) in [(Proto::Udp, 39_611u16), (Proto::Tcp, 39_612u16)] {
+            let ready = dir.path().join(format!("{port}.ready"));
             let recv = RecvArgs {
                 proto,
                 port,
                 timeout: Duration::from_secs(20),
+                ready_file: Some(ready.clone()),
             };
             let receiver = std::thread::spawn(move || match proto {
                 Proto::Udp => recv_udp(&recv),
                 Proto::Tcp => recv_tcp(&recv),
             });
+            // The receiver says when it listens; the sender starts then (and the port is
+            // bound by then: binding it again fails).
+            let until = std::time::Instant::now() + Duration::from_secs(10);
+            while !ready.exists() && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            assert!(ready.exists(), "{proto:?}: no ready file");
+            match proto {
+                Proto::Udp => assert!(bind_any(port).is_err(), "UDP port not bound when ready"),
+                Proto::Tcp => assert!(
+                    std::net::TcpListener::bind((Ipv6Addr::UNSPECIFIED, port)).is_err(),
+                    "TCP port not listening when ready"
+                ),
+            }
             let send = SendArgs {
                 proto,
                 to: format!("[::1]:{port}").parse().unwrap(),

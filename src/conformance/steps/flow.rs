@@ -278,6 +278,13 @@ pub fn run(
         Proto::Udp => "udp",
     };
     let prog = bedlab.display().to_string();
+    static FLOWS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let ready = std::env::temp_dir().join(format!(
+        "bedlab-flow-{}-{}.ready",
+        std::process::id(),
+        FLOWS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_file(&ready);
     let recv: Vec<String> = vec![
         prog.clone(),
         "flow".into(),
@@ -288,6 +295,8 @@ pub fn run(
         spec.port.to_string(),
         "--timeout".into(),
         timeout.clone(),
+        "--ready-file".into(),
+        ready.display().to_string(),
     ];
     let mut send: Vec<String> = vec![
         prog,
@@ -313,12 +322,21 @@ pub fn run(
     if let Some(d) = spec.duration {
         send.extend(["--duration".into(), crate::topology::format_duration(d)]);
     }
-    // The sender retries until the receiver listens, so both start at once.
+    // The sender starts once the receiver listens (its ready file), so that no datagram
+    // draws a port-unreachable from a port not yet bound: that would be traffic of its own
+    // in the capture, there or not depending on timing. A receiver that never gets ready
+    // (it failed, and says why) does not hold the sender back for long; the sender also
+    // retries its hello until the receiver answers.
     let (received, sent) = std::thread::scope(|s| {
         let receiver = s.spawn(|| lab.exec(&spec.to, &recv));
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !ready.exists() && !receiver.is_finished() && std::time::Instant::now() < give_up {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         let sent = lab.exec(&spec.from, &send);
         (receiver.join(), sent)
     });
+    let _ = std::fs::remove_file(&ready);
     let sent = sent.map_err(|e| format!("the flow sender in {}: {e}", spec.from))?;
     match received {
         Ok(Ok(out)) if out.status.success() => {}
