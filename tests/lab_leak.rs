@@ -70,34 +70,10 @@ fn is_my_descendant(mut pid: u32) -> bool {
     false
 }
 
-/// Pids holding namespace `ino` (as their namespace, a thread's, or an open descriptor).
+/// Pids holding network namespace `ino` (as their namespace, a thread's, or an open
+/// descriptor).
 fn holders(ino: u64) -> Vec<u32> {
-    let mut out = Vec::new();
-    for p in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let mut held = false;
-        for t in std::fs::read_dir(format!("/proc/{pid}/task"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            use std::os::unix::fs::MetadataExt;
-            held |= std::fs::metadata(t.path().join("ns/net")).is_ok_and(|m| m.ino() == ino);
-        }
-        for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            held |= std::fs::read_link(fd.path()).is_ok_and(|l| l.to_str() == Some(&format!("net:[{ino}]")));
-        }
-        if held {
-            out.push(pid);
-        }
-    }
-    out
+    ns_holders("net", &BTreeSet::from([ino]))
 }
 
 /// Waits until the machine has no namespace beyond `before` that this test could have made.

@@ -284,43 +284,6 @@ fn ns_inode(pid: u32, kind: &str) -> Option<u64> {
         .map(|m| m.ino())
 }
 
-/// Pids holding any of `inodes` as a namespace of kind `kind` (`net`, `user`): as a
-/// thread's namespace or through an open descriptor.
-fn holders(kind: &str, inodes: &BTreeSet<u64>) -> Vec<u32> {
-    let mut out = Vec::new();
-    for p in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let mut held = false;
-        for t in std::fs::read_dir(format!("/proc/{pid}/task"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            held |=
-                std::fs::metadata(t.path().join("ns").join(kind)).is_ok_and(|m| inodes.contains(&m.ino()));
-        }
-        for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            held |= std::fs::read_link(fd.path()).is_ok_and(|l| {
-                l.to_str()
-                    .and_then(|s| s.strip_prefix(&format!("{kind}:[")))
-                    .and_then(|s| s.strip_suffix(']'))
-                    .and_then(|s| s.parse().ok())
-                    .is_some_and(|ino: u64| inodes.contains(&ino))
-            });
-        }
-        if held && !is_zombie(pid) {
-            out.push(pid);
-        }
-    }
-    out
-}
-
 /// Waits until no process of `uid` (everything a user's run starts is the user's) holds the
 /// run's network namespaces or its user namespace, apart from the processes `except` (a
 /// later run). The kernel reuses a freed namespace's inode number at once, so a later lab,
@@ -329,10 +292,10 @@ fn assert_nothing_left(record: &RunRecord, uid: u32, except: &[u32], what: &str)
     let net: BTreeSet<u64> = record.namespaces.iter().map(|n| n.inode).collect();
     let user: BTreeSet<u64> = record.userns.into_iter().collect();
     let left = || -> Vec<u32> {
-        holders("net", &net)
+        ns_holders("net", &net)
             .into_iter()
-            .chain(holders("user", &user))
-            .filter(|p| !except.contains(p) && uids_of(*p).first() == Some(&uid))
+            .chain(ns_holders("user", &user))
+            .filter(|p| !is_zombie(*p) && !except.contains(p) && uids_of(*p).first() == Some(&uid))
             .collect()
     };
     let gone = wait_until(Duration::from_secs(15), || left().is_empty());

@@ -129,10 +129,6 @@ struct Scan {
 }
 
 impl Scan {
-    fn router_port(&self, port: u16) -> bool {
-        Profile::from_port(port).is_some() || self.opts.port == Some(port)
-    }
-
     fn refuse(&mut self, why: impl Into<String>) {
         if self.refused.is_none() {
             self.refused = Some(why.into());
@@ -164,8 +160,13 @@ impl Scan {
                 Some(_) => return self.refuse("it has several capture points"),
             }
         }
-        let router_port = |p: u16| Profile::from_port(p).is_some() || self.opts.port == Some(p);
-        note_flow(&r, &router_port, &mut self.six_flows, &mut self.prefixes);
+        let opts = &self.opts;
+        note_flow(
+            &r,
+            &|p| opts.is_router_port(p),
+            &mut self.six_flows,
+            &mut self.prefixes,
+        );
         let needed = self.find_peer(&r);
         let keep = needed || is_control(&r);
         if let (Some(o), false) = (&r.outer, matches!(r.kind, Kind::IcmpError { v6: false, .. })) {
@@ -191,7 +192,7 @@ impl Scan {
         let (Some(o), Layer::Tunnel) = (&r.outer, r.layer) else {
             return false;
         };
-        if matches!(r.kind, Kind::IcmpError { v6: false, .. }) || self.router_port(o.src.port()) {
+        if matches!(r.kind, Kind::IcmpError { v6: false, .. }) || self.opts.is_router_port(o.src.port()) {
             return false;
         }
         let socket = o.src;
@@ -216,7 +217,7 @@ impl Scan {
         }
         // The router saw the socket itself (one capture point, not the router's sending
         // side): a mapping change when it differs from the group's last.
-        if self.router_port(o.dst.port()) {
+        if self.opts.is_router_port(o.dst.port()) {
             let root = self.groups.find(socket);
             if self.groups.mapped.get(&root) != Some(&socket) {
                 self.groups.mapped.insert(root, socket);
@@ -259,7 +260,7 @@ pub fn scan(path: &Path, opts: &DecodeOptions) -> Result<Result<Scanned, String>
         ));
     }
     let endpoints = flow_endpoints(&s.six_flows);
-    if !endpoints.iter().any(|e| s.router_port(e.port())) {
+    if !endpoints.iter().any(|e| s.opts.is_router_port(e.port())) {
         return Ok(Err("no datagram on a router port".into()));
     }
     let mut cap = finish_records(opts.clone(), s.kept, stats, &s.six_flows, s.prefixes);
@@ -331,19 +332,17 @@ pub(crate) fn walk(
     each: &mut dyn FnMut(&Decoded),
 ) -> Result<(), ReadError> {
     let reader = Reader::open(path)?;
-    let base_packet = cap.packets;
     let (routers, prefixes, o) = (cap.routers.clone(), cap.prefixes.clone(), opts.clone());
     let keep = endpoints.clone();
     // On the decoding threads: a record not retained is marked (packet `usize::MAX`);
-    // the others get the fields `finish` gave the kept records, and a packet number of
-    // their own past the kept ones' (no check takes it for another packet).
+    // the others get the fields `finish` gave the kept records. (The window gives each
+    // its packet number, past the kept ones'.)
     let finish = move |r: &mut Decoded| {
         if !retained(&keep, r) {
             r.packet = usize::MAX;
             return;
         }
         derive_alone(r, &routers, &prefixes, &o);
-        r.packet = base_packet.saturating_add(usize::try_from(r.frame).unwrap_or(usize::MAX - 1));
     };
     let mode = StreamMode {
         finish: Some(Arc::new(finish)),
@@ -351,7 +350,8 @@ pub(crate) fn walk(
     };
     let mut next_kept = 0usize;
     let mut ready = Vec::new();
-    let (_, _) = stream_records(reader, opts, mode, &mut |r: Arc<Decoded>| {
+    // The counts and a read error were the first pass's to report: the same file again.
+    let _ = stream_records(reader, opts, mode, &mut |r: Arc<Decoded>| {
         if r.packet == usize::MAX {
             return;
         }

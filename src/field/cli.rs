@@ -222,12 +222,8 @@ pub fn wireshark_plugin(a: WiresharkPluginArgs) -> ExitCode {
 /// Decodes a capture for `check` / `decode`; a file that cannot be opened or is not a
 /// capture is an input error naming the offset.
 fn load(path: &Path, port: Option<u16>, profile: Option<Profile>) -> Result<DecodedCapture, ExitCode> {
-    let opts = DecodeOptions {
-        name: path.display().to_string(),
-        port,
-        profile,
-    };
-    decode_file(path, opts).map_err(|e: ReadError| input_error(format!("{}: {e}", path.display())))
+    decode_file(path, decode_options(path, port, profile))
+        .map_err(|e: ReadError| input_error(format!("{}: {e}", path.display())))
 }
 
 /// The time of the capture's first frame (ns since 1970), which tshark counts relative
@@ -484,6 +480,7 @@ fn rereadable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file())
 }
 
+/// The decoder's options for a capture named by its path.
 fn decode_options(path: &Path, port: Option<u16>, profile: Option<Profile>) -> DecodeOptions {
     DecodeOptions {
         name: path.display().to_string(),

@@ -344,6 +344,43 @@ pub fn netns_inodes() -> BTreeSet<u64> {
     set
 }
 
+/// Pids holding any of `inodes` as a namespace of kind `kind` (`net`, `user`): as a
+/// thread's namespace or through an open descriptor (zombies included).
+pub fn ns_holders(kind: &str, inodes: &BTreeSet<u64>) -> Vec<u32> {
+    let mut out = Vec::new();
+    for p in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let mut held = false;
+        for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            held |=
+                std::fs::metadata(t.path().join("ns").join(kind)).is_ok_and(|m| inodes.contains(&m.ino()));
+        }
+        for fd in std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            held |= std::fs::read_link(fd.path()).is_ok_and(|l| {
+                l.to_str()
+                    .and_then(|s| s.strip_prefix(&format!("{kind}:[")))
+                    .and_then(|s| s.strip_suffix(']'))
+                    .and_then(|s| s.parse().ok())
+                    .is_some_and(|ino: u64| inodes.contains(&ino))
+            });
+        }
+        if held {
+            out.push(pid);
+        }
+    }
+    out
+}
+
 /// Pids of processes whose network namespace is one of `inodes`.
 pub fn pids_in(inodes: &BTreeSet<u64>) -> Vec<u32> {
     let mut pids = Vec::new();

@@ -189,6 +189,21 @@ impl Router {
     /// Hands a data packet to the native side: one 6bed4 hop, so the hop limit drops by one
     /// (and a packet at 1 earns a Time Exceeded instead).
     fn hand_to_native(&mut self, from: SocketAddrV4, bytes: &[u8], out: &mut Vec<Output>) {
+        let Some(packet) = self.forwarded(from, bytes, out) else {
+            return;
+        };
+        self.counters.bump("to_native");
+        out.push(Output::Tun(packet.into_inner()));
+    }
+
+    /// The packet with its hop limit one lower, for forwarding; or, at hop limit 1 or
+    /// less, `None` and a Time Exceeded back to `from` (RFC 8200 §3).
+    fn forwarded(
+        &mut self,
+        from: SocketAddrV4,
+        bytes: &[u8],
+        out: &mut Vec<Output>,
+    ) -> Option<Ipv6Packet<Vec<u8>>> {
         let mut packet = Ipv6Packet::new_unchecked(bytes.to_vec());
         let hop_limit = packet.hop_limit();
         if hop_limit <= 1 {
@@ -199,29 +214,17 @@ impl Router {
                 payload: te,
                 ttl: None,
             });
-            return;
+            return None;
         }
         packet.set_hop_limit(hop_limit - 1);
-        self.counters.bump("to_native");
-        out.push(Output::Tun(packet.into_inner()));
+        Some(packet)
     }
 
     /// Relays a data packet peer to peer: one 6bed4 hop, so the hop limit drops by one.
     fn relay(&mut self, from: SocketAddrV4, to: SocketAddrV4, bytes: &[u8], out: &mut Vec<Output>) {
-        let mut packet = Ipv6Packet::new_unchecked(bytes.to_vec());
-        let hop_limit = packet.hop_limit();
-        if hop_limit <= 1 {
-            self.counters.bump("time_exceeded_sent");
-            let src = packet.src_addr();
-            let te = icmpv6::time_exceeded(self.address, src, bytes);
-            out.push(Output::Udp {
-                to: from,
-                payload: te,
-                ttl: None,
-            });
+        let Some(packet) = self.forwarded(from, bytes, out) else {
             return;
-        }
-        packet.set_hop_limit(hop_limit - 1);
+        };
         self.counters.bump("relayed");
         out.push(Output::Udp {
             to,

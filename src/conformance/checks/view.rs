@@ -335,11 +335,10 @@ impl Window {
         let slot_rec = match kept {
             Some(i) => SlotRec::Kept(i),
             None => {
-                if let Some(r) = Arc::get_mut(&mut rec) {
-                    r.packet = cap
-                        .packets
-                        .saturating_add(usize::try_from(seq).unwrap_or(usize::MAX));
-                }
+                // Unique when it comes from the decoder: no copy.
+                Arc::make_mut(&mut rec).packet = cap
+                    .packets
+                    .saturating_add(usize::try_from(seq).unwrap_or(usize::MAX));
                 SlotRec::Data(rec)
             }
         };

@@ -58,6 +58,13 @@ pub struct DecodeOptions {
     pub profile: Option<Profile>,
 }
 
+impl DecodeOptions {
+    /// Whether `port` is a router's: a profile port (25790, 25788) or `--port`.
+    pub fn is_router_port(&self, port: u16) -> bool {
+        Profile::from_port(port).is_some() || self.port == Some(port)
+    }
+}
+
 /// The outer IPv4/UDP of a tunnelled datagram.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outer {
@@ -797,10 +804,6 @@ impl Decoder {
         self.records.push(rec);
     }
 
-    fn is_router_port(&self, port: u16) -> bool {
-        Profile::from_port(port).is_some() || self.opts.port == Some(port)
-    }
-
     /// Takes one packet of the capture (frames are numbered in push order).
     pub fn push(&mut self, p: &Packet) {
         self.stats.frames += 1;
@@ -876,7 +879,8 @@ impl Decoder {
         let src = SocketAddrV4::new(h.source_addr(), udp.source_port());
         let dst = SocketAddrV4::new(h.destination_addr(), udp.destination_port());
         let looks = payload.is_empty() || payload[0] >> 4 == 6;
-        let unknown = !looks && !self.is_router_port(src.port()) && !self.is_router_port(dst.port());
+        let unknown =
+            !looks && !self.opts.is_router_port(src.port()) && !self.opts.is_router_port(dst.port());
         if unknown && !self.defer {
             if self.unknown_kept >= MAX_UNKNOWN_KEPT {
                 self.stats.unknown_dropped += 1;
@@ -990,7 +994,7 @@ impl Decoder {
         let Decoder {
             opts, records, stats, ..
         } = self;
-        let router_port = |port: u16| Profile::from_port(port).is_some() || opts.port == Some(port);
+        let router_port = |port: u16| opts.is_router_port(port);
 
         // 1. Flows that are 6bed4: a router port, or an inner address naming an endpoint.
         // Two threads take half the records each (the sets are unions: order-free).
@@ -1045,7 +1049,7 @@ pub(crate) fn finish_records(
     mut prefixes: BTreeSet<Ipv6Addr>,
 ) -> DecodedCapture {
     {
-        let router_port = |port: u16| Profile::from_port(port).is_some() || opts.port == Some(port);
+        let router_port = |port: u16| opts.is_router_port(port);
         let endpoints = flow_endpoints(six_flows);
         let keep = |r: &Decoded| retained(&endpoints, r);
         // In place, in order; nothing moves before the first record dropped.

@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::build::*;
 use crate::capture::Direction;
 use crate::conformance::checks::{Expectations, Injection, PathExpectation, REGISTRY};
-use crate::conformance::decode::{addr, PathKind};
+use crate::conformance::decode::{addr, Endpoint, PathKind};
 use crate::conformance::model::Verdict::{self, *};
 
 fn run(c: &Cap) -> Vec<crate::conformance::model::CheckResult> {
@@ -663,18 +663,23 @@ fn nd07_probe_rate() {
     assert_eq!(verdict(&ok.run(false, e), "ND-07"), Pass);
 }
 
-#[test]
-fn nd08_spoofed_nd_changes_nothing() {
-    let (a, b) = (pa(), pb());
-    let evil = ep([203, 0, 113, 66], 5555);
-    let inj = Expectations {
+/// The negative corpus injected from `evil` since the capture's start, its end unknown.
+fn injected_by(evil: Endpoint) -> Expectations {
+    Expectations {
         injection: Some(Injection {
             at_ns: T0_S * 1_000_000_000,
             until_ns: None,
             source: Some(*evil.ip()),
         }),
         ..Expectations::default()
-    };
+    }
+}
+
+#[test]
+fn nd08_spoofed_nd_changes_nothing() {
+    let (a, b) = (pa(), pb());
+    let evil = ep([203, 0, 113, 66], 5555);
+    let inj = injected_by(evil);
     // A spoofed NS (source names b, but it comes from evil) and a spoofed NA.
     let base = |c: &mut Cap| {
         c.dg(0, evil, a, ns(a6(b), a6(a), a6(a), Some(addr::link_layer(b))));
@@ -701,14 +706,7 @@ fn nd08_spoofed_nd_changes_nothing() {
 fn nd08_names_the_first_data_after_the_spoofed_na() {
     let (a, b) = (pa(), pb());
     let evil = ep([203, 0, 113, 66], 5555);
-    let inj = Expectations {
-        injection: Some(Injection {
-            at_ns: T0_S * 1_000_000_000,
-            until_ns: None,
-            source: Some(*evil.ip()),
-        }),
-        ..Expectations::default()
-    };
+    let inj = injected_by(evil);
     let mut c = Cap::new();
     c.dg(0, a, evil, ping(a6(a), a6(b), 64, 1, 0));
     c.dg(100, evil, a, na(a6(b), a6(a), 0x60, a6(b), None));
